@@ -1,0 +1,56 @@
+//! The RTMP protocol, sans-IO: pure state machines over byte buffers, with no sockets and no
+//! clock, so every behaviour is deterministic and testable without a network.
+//!
+//! Layers, bottom up: [`handshake`], [`chunk`] (the chunk stream codec), [`amf0`] and
+//! [`message`] (what chunks carry), then the two endpoints, [`publisher`] and [`server`].
+
+pub mod amf0;
+pub mod chunk;
+pub mod handshake;
+pub mod message;
+pub mod publisher;
+pub mod server;
+mod wire;
+
+use thiserror::Error;
+
+pub use publisher::{Event, PublishConfig, Publisher};
+pub use server::{ServerEvent, ServerSession};
+
+/// Why an RTMP connection cannot go on. Sticky: a state machine that returned one returns
+/// it again on every later input.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProtocolError {
+    /// The handshake failed: the peer is not an RTMP server, or wants another version.
+    #[error(transparent)]
+    Handshake(#[from] handshake::HandshakeError),
+    /// The chunk stream was malformed.
+    #[error("malformed chunk stream: {0}")]
+    Chunk(#[from] chunk::ChunkError),
+    /// A message body was malformed.
+    #[error("malformed message: {0}")]
+    Message(#[from] message::MessageError),
+    /// The server answered `connect`, `createStream` or `publish` with an error.
+    #[error("server refused {stage}: {code} ({description})")]
+    Rejected {
+        /// Which step was refused.
+        stage: &'static str,
+        /// The status code, e.g. `NetStream.Publish.BadName`.
+        code: String,
+        /// The server's explanation.
+        description: String,
+    },
+    /// Media was sent before `NetStream.Publish.Start` or after the stream was finished.
+    #[error("not publishing")]
+    NotPublishing,
+}
+
+impl ProtocolError {
+    /// Whether the server refused the publish because the key is still live elsewhere,
+    /// the case where make-before-break must fall back to break-before-make.
+    pub fn is_key_in_use(&self) -> bool {
+        matches!(self, Self::Rejected { code, description, .. }
+            if code == "NetStream.Publish.BadName"
+                || description.to_ascii_lowercase().contains("already publishing"))
+    }
+}

@@ -1,0 +1,555 @@
+//! The publishing client as a sans-IO state machine.
+//!
+//! The [`Publisher`] owns no socket and reads no clock. Its methods fall in four kinds:
+//! - inputs: [`Publisher::handle_input`] with the bytes the server sent;
+//! - commands: [`Publisher::send_tag`], [`Publisher::finish_stream`];
+//! - outputs: [`Publisher::io_slices`] + [`Publisher::advance`] (bytes to write, in order),
+//!   then [`Publisher::poll_event`] (what happened), to be polled after every input or command;
+//! - getters: [`Publisher::is_publishing`], [`Publisher::bytes_acked`], ...
+//!
+//! The connect → releaseStream → FCPublish → createStream → publish sequence runs by itself
+//! once the handshake completes; [`Event::Publishing`] says media may flow.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::Bytes;
+
+use super::amf0::Value;
+use super::chunk::RawMessage;
+use super::handshake::ClientHandshake;
+use super::message::{Command, Message};
+use super::wire::Wire;
+use super::ProtocolError;
+use crate::media::{Tag, TagKind};
+
+const CSID_COMMAND: u32 = 3;
+const CSID_AUDIO: u32 = 4;
+const CSID_DATA: u32 = 5;
+const CSID_VIDEO: u32 = 6;
+
+const TXN_CONNECT: f64 = 1.0;
+const TXN_CREATE_STREAM: f64 = 4.0;
+const TXN_PUBLISH: f64 = 5.0;
+
+/// Enhanced RTMP `capsEx` bit: the client handles `NetConnection.Connect.ReconnectRequest`.
+pub const CAPS_EX_RECONNECT: f64 = 1.0;
+
+/// What a publisher says in `connect` and `publish`.
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    /// Application name (`live`, or `app/instance`).
+    pub app: String,
+    /// `rtmp[s]://host[:port]/app`, the URL without the stream key.
+    pub tc_url: String,
+    /// Stream key (query string included).
+    pub stream_key: String,
+    /// Announce Go Away (`supportsGoAway`) and Reconnect Request (`capsEx`) support.
+    pub announce_reconnect: bool,
+    /// Enhanced RTMP codecs to list in `fourCcList` (empty: none).
+    pub fourcc_list: Vec<String>,
+    /// Outgoing chunk size (4096 or more keeps header overhead under 0.3 %).
+    pub chunk_size: u32,
+    /// How often the server should acknowledge, in bytes: the granularity with which the
+    /// publisher knows what the server has received.
+    pub ack_window: u32,
+}
+
+impl PublishConfig {
+    /// A configuration with the defaults for everything but the target.
+    pub fn new(app: &str, tc_url: &str, stream_key: &str) -> Self {
+        Self {
+            app: app.to_owned(),
+            tc_url: tc_url.to_owned(),
+            stream_key: stream_key.to_owned(),
+            announce_reconnect: true,
+            fourcc_list: Vec::new(),
+            chunk_size: 4096,
+            ack_window: 256 * 1024,
+        }
+    }
+}
+
+/// Something the server did that the layer above must know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `connect` succeeded.
+    Connected,
+    /// `NetStream.Publish.Start`: media may be sent.
+    Publishing,
+    /// Go Away (message type 32): move at the next keyframe. Only raised when announced.
+    GoAway,
+    /// Enhanced RTMP Reconnect Request. Only raised when announced.
+    ReconnectRequest {
+        /// Where to reconnect (absolute or relative to the current tcUrl); `None`: same place.
+        tc_url: Option<String>,
+        /// The server's reason, if given.
+        description: Option<String>,
+    },
+    /// Any other status the server sent after publishing started (for logs).
+    Status {
+        /// `code` of the info object.
+        code: String,
+        /// `description`, if any.
+        description: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Handshake,
+    Connecting,
+    CreatingStream,
+    StartingPublish,
+    Publishing,
+    Finished,
+}
+
+/// A publishing RTMP client connection, without I/O.
+#[derive(Debug)]
+pub struct Publisher {
+    config: PublishConfig,
+    handshake: ClientHandshake,
+    wire: Wire,
+    state: State,
+    stream_id: u32,
+    events: VecDeque<Event>,
+    error: Option<ProtocolError>,
+}
+
+impl Publisher {
+    /// Starts a connection: C0+C1 is queued at once.
+    ///
+    /// `epoch` (ms) and `random` fill the handshake; the driver supplies them so the state
+    /// machine stays deterministic.
+    pub fn new(config: PublishConfig, epoch: u32, random: &[u8]) -> Self {
+        let (handshake, c0c1) = ClientHandshake::start(epoch, random);
+        let mut wire = Wire::default();
+        wire.queue_bytes(c0c1);
+        Self {
+            config,
+            handshake,
+            wire,
+            state: State::Handshake,
+            stream_id: 0,
+            events: VecDeque::new(),
+            error: None,
+        }
+    }
+
+    /// Processes bytes received from the server.
+    ///
+    /// Errors are sticky: after one, every call returns it again.
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
+        if let Some(error) = &self.error {
+            return Err(error.clone());
+        }
+        self.wire.feed(data);
+        let result = self.process();
+        if let Err(error) = &result {
+            self.error = Some(error.clone());
+        }
+        result
+    }
+
+    fn process(&mut self) -> Result<(), ProtocolError> {
+        if self.state == State::Handshake {
+            let Some(c2) = self.handshake.read(self.wire.input())? else {
+                return Ok(());
+            };
+            self.wire.queue_bytes(c2);
+            self.wire.set_chunk_size(self.config.chunk_size);
+            self.wire
+                .queue_control(&Message::WindowAckSize(self.config.ack_window));
+            self.send_connect();
+            self.state = State::Connecting;
+        }
+        while let Some((raw, message)) = self.wire.next_message()? {
+            match message {
+                Message::Command(command) => self.on_command(command, raw.stream_id)?,
+                Message::GoAway if self.config.announce_reconnect => {
+                    self.events.push_back(Event::GoAway);
+                }
+                Message::GoAway => log::debug!("ignoring Go Away: support was not announced"),
+                other => log::trace!("ignoring {other:?}"),
+            }
+        }
+        Ok(())
+    }
+
+    fn send_connect(&mut self) {
+        let c = &self.config;
+        let mut object = vec![
+            ("app".into(), Value::String(c.app.clone())),
+            ("type".into(), Value::String("nonprivate".into())),
+        ];
+        if c.announce_reconnect {
+            object.push(("supportsGoAway".into(), Value::Boolean(true)));
+        }
+        object.extend([
+            (
+                "flashVer".into(),
+                Value::String(
+                    concat!(
+                        "FMLE/3.0 (compatible; obs-goaway/",
+                        env!("CARGO_PKG_VERSION"),
+                        ")"
+                    )
+                    .into(),
+                ),
+            ),
+            ("swfUrl".into(), Value::String(c.tc_url.clone())),
+            ("tcUrl".into(), Value::String(c.tc_url.clone())),
+        ]);
+        if c.announce_reconnect {
+            object.push(("capsEx".into(), Value::Number(CAPS_EX_RECONNECT)));
+        }
+        if !c.fourcc_list.is_empty() {
+            let list = c.fourcc_list.iter().cloned().map(Value::String).collect();
+            object.push(("fourCcList".into(), Value::StrictArray(list)));
+        }
+        let connect = Command {
+            name: "connect".into(),
+            transaction: TXN_CONNECT,
+            object: Value::Object(object),
+            args: Vec::new(),
+        };
+        self.send_command(&connect, 0);
+    }
+
+    fn send_command(&mut self, command: &Command, stream_id: u32) {
+        let (type_id, payload) = Message::Command(command.clone()).encode();
+        self.wire.queue(&RawMessage {
+            csid: CSID_COMMAND,
+            timestamp: 0,
+            type_id,
+            stream_id,
+            payload,
+        });
+    }
+
+    fn on_command(&mut self, command: Command, stream_id: u32) -> Result<(), ProtocolError> {
+        let key = Value::String(self.config.stream_key.clone());
+        match (command.name.as_str(), self.state) {
+            ("_result", State::Connecting) if command.transaction == TXN_CONNECT => {
+                self.events.push_back(Event::Connected);
+                self.send_command(&Command::new("releaseStream", 2.0, vec![key.clone()]), 0);
+                self.send_command(&Command::new("FCPublish", 3.0, vec![key]), 0);
+                self.send_command(&Command::new("createStream", TXN_CREATE_STREAM, vec![]), 0);
+                self.state = State::CreatingStream;
+            }
+            ("_result", State::CreatingStream) if command.transaction == TXN_CREATE_STREAM => {
+                let id = command.args.first().and_then(Value::as_number);
+                self.stream_id = id.filter(|n| *n >= 0.0 && *n < 1e9).unwrap_or(1.0) as u32;
+                let publish = Command::new(
+                    "publish",
+                    TXN_PUBLISH,
+                    vec![key, Value::String("live".into())],
+                );
+                self.send_command(&publish, self.stream_id);
+                self.state = State::StartingPublish;
+            }
+            ("_error", State::Connecting | State::CreatingStream | State::StartingPublish)
+                if command.transaction == TXN_CONNECT
+                    || command.transaction == TXN_CREATE_STREAM
+                    || command.transaction == TXN_PUBLISH =>
+            {
+                return Err(rejected(&command, self.state));
+            }
+            ("onStatus", _) => self.on_status(&command)?,
+            _ => log::trace!("ignoring command {} on stream {stream_id}", command.name),
+        }
+        Ok(())
+    }
+
+    fn on_status(&mut self, command: &Command) -> Result<(), ProtocolError> {
+        let code = command.info_field("code").unwrap_or_default().to_owned();
+        let level = command.info_field("level").unwrap_or_default();
+        let description = command.info_field("description").map(str::to_owned);
+        if code == "NetConnection.Connect.ReconnectRequest" {
+            if self.config.announce_reconnect {
+                self.events.push_back(Event::ReconnectRequest {
+                    tc_url: command.info_field("tcUrl").map(str::to_owned),
+                    description,
+                });
+            }
+            return Ok(());
+        }
+        if code == "NetStream.Publish.Start" && self.state == State::StartingPublish {
+            self.state = State::Publishing;
+            self.events.push_back(Event::Publishing);
+        } else if level == "error" && self.state != State::Publishing {
+            return Err(rejected(command, self.state));
+        } else if self.state == State::Publishing || level == "error" {
+            self.events.push_back(Event::Status { code, description });
+        }
+        Ok(())
+    }
+
+    /// Sends one tag on the published stream; returns the output byte count after it, which
+    /// [`Publisher::bytes_acked`] reaching it proves delivered.
+    ///
+    /// Script tags (`onMetaData`) are wrapped in `@setDataFrame` as servers expect.
+    pub fn send_tag(&mut self, tag: &Tag) -> Result<u64, ProtocolError> {
+        if self.state != State::Publishing {
+            return Err(ProtocolError::NotPublishing);
+        }
+        let (csid, payload) = match tag.kind {
+            TagKind::Audio => (CSID_AUDIO, tag.data.clone()),
+            TagKind::Video => (CSID_VIDEO, tag.data.clone()),
+            TagKind::Script => (CSID_DATA, with_set_data_frame(&tag.data)),
+        };
+        Ok(self.wire.queue(&RawMessage {
+            csid,
+            timestamp: tag.timestamp,
+            type_id: tag.kind.type_id(),
+            stream_id: self.stream_id,
+            payload,
+        }))
+    }
+
+    /// Ends the stream politely (FCUnpublish, deleteStream), for a stop the user asked for.
+    ///
+    /// Never used when moving to a new connection: deleteStream would tear down the
+    /// server-side state the next connection resumes.
+    pub fn finish_stream(&mut self) {
+        if self.state == State::Publishing {
+            let key = Value::String(self.config.stream_key.clone());
+            self.send_command(&Command::new("FCUnpublish", 6.0, vec![key]), self.stream_id);
+            let id = Value::Number(f64::from(self.stream_id));
+            self.send_command(&Command::new("deleteStream", 7.0, vec![id]), 0);
+        }
+        self.state = State::Finished;
+    }
+
+    /// Fills `slices` with the next bytes to write; returns how many slices were filled.
+    #[must_use]
+    pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.wire.io_slices(slices)
+    }
+
+    /// Records that the driver wrote `n` bytes of the queued output.
+    pub fn advance(&mut self, n: usize) {
+        self.wire.advance(n);
+    }
+
+    /// The next event, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Whether media may be sent.
+    pub fn is_publishing(&self) -> bool {
+        self.state == State::Publishing
+    }
+
+    /// Bytes queued for the socket and not yet written.
+    pub fn queued(&self) -> usize {
+        self.wire.queued()
+    }
+
+    /// Total bytes produced for the server.
+    pub fn bytes_sent(&self) -> u64 {
+        self.wire.bytes_out()
+    }
+
+    /// Total bytes the server has acknowledged receiving.
+    pub fn bytes_acked(&self) -> u64 {
+        self.wire.acked_out()
+    }
+
+    /// The configuration this connection was made with.
+    pub fn config(&self) -> &PublishConfig {
+        &self.config
+    }
+}
+
+/// Prefixes an FLV script tag body with `@setDataFrame` unless it already has it.
+fn with_set_data_frame(body: &Bytes) -> Bytes {
+    const PREFIX: &[u8] = b"\x02\x00\x0d@setDataFrame";
+    if body.starts_with(PREFIX) {
+        return body.clone();
+    }
+    let mut out = Vec::with_capacity(PREFIX.len() + body.len());
+    out.extend_from_slice(PREFIX);
+    out.extend_from_slice(body);
+    out.into()
+}
+
+fn rejected(command: &Command, state: State) -> ProtocolError {
+    let stage = match state {
+        State::Connecting => "connect",
+        State::CreatingStream => "createStream",
+        _ => "publish",
+    };
+    ProtocolError::Rejected {
+        stage,
+        code: command.info_field("code").unwrap_or("(no code)").to_owned(),
+        description: command
+            .info_field("description")
+            .unwrap_or("(no description)")
+            .to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::server::{ServerEvent, ServerSession};
+
+    /// Takes everything an endpoint has queued for its peer.
+    macro_rules! drain {
+        ($endpoint:expr) => {{
+            let mut buf = [IoSlice::new(&[]); 1024];
+            let n = $endpoint.io_slices(&mut buf);
+            let out: Vec<u8> = buf[..n].iter().flat_map(|s| s.iter().copied()).collect();
+            $endpoint.advance(out.len());
+            out
+        }};
+    }
+
+    /// A publisher and a server session wired back to back, without sockets.
+    struct Pair {
+        client: Publisher,
+        server: ServerSession,
+        server_events: Vec<ServerEvent>,
+    }
+
+    impl Pair {
+        fn new(config: PublishConfig) -> Self {
+            Self {
+                client: Publisher::new(config, 0, b"c"),
+                server: ServerSession::new(0, b"s"),
+                server_events: Vec::new(),
+            }
+        }
+
+        fn drive(&mut self) {
+            loop {
+                let to_server = drain!(self.client);
+                let to_client = drain!(self.server);
+                if to_server.is_empty() && to_client.is_empty() {
+                    return;
+                }
+                self.server.handle_input(&to_server).unwrap();
+                while let Some(ev) = self.server.poll_event() {
+                    if let ServerEvent::PublishRequested { .. } = ev {
+                        self.server.accept_publish();
+                    }
+                    self.server_events.push(ev);
+                }
+                self.client.handle_input(&to_client).unwrap();
+            }
+        }
+    }
+
+    fn config() -> PublishConfig {
+        PublishConfig::new("live", "rtmp://127.0.0.1/live", "key?token=1")
+    }
+
+    #[test]
+    fn publishes_and_announces_go_away_support() {
+        let mut pair = Pair::new(config());
+        pair.drive();
+        assert_eq!(pair.client.poll_event(), Some(Event::Connected));
+        assert_eq!(pair.client.poll_event(), Some(Event::Publishing));
+        assert!(pair.server_events.iter().any(|e| matches!(e,
+            ServerEvent::Connected { app, supports_go_away: true, caps_ex, .. }
+                if app == "live" && *caps_ex == 1)));
+        assert!(pair.server_events.iter().any(|e| matches!(e,
+            ServerEvent::PublishRequested { key, .. } if key == "key?token=1")));
+
+        pair.client
+            .send_tag(&Tag::video(40, Bytes::from_static(&[0x17, 1, 0, 0, 0])))
+            .unwrap();
+        pair.drive();
+        assert!(pair.server_events.iter().any(|e| matches!(e,
+            ServerEvent::Media(tag) if tag.timestamp == 40 && tag.is_keyframe())));
+    }
+
+    #[test]
+    fn go_away_and_reconnect_request_become_events() {
+        let mut pair = Pair::new(config());
+        pair.drive();
+        while pair.client.poll_event().is_some() {}
+        pair.server.send_go_away();
+        pair.server
+            .send_reconnect_request(Some("rtmp://other/live"), "maintenance");
+        pair.drive();
+        assert_eq!(pair.client.poll_event(), Some(Event::GoAway));
+        assert_eq!(
+            pair.client.poll_event(),
+            Some(Event::ReconnectRequest {
+                tc_url: Some("rtmp://other/live".into()),
+                description: Some("maintenance".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn signals_are_ignored_when_not_announced() {
+        let mut pair = Pair::new(PublishConfig {
+            announce_reconnect: false,
+            ..config()
+        });
+        pair.drive();
+        assert!(pair.server_events.iter().any(|e| matches!(
+            e,
+            ServerEvent::Connected {
+                supports_go_away: false,
+                caps_ex: 0,
+                ..
+            }
+        )));
+        while pair.client.poll_event().is_some() {}
+        pair.server.send_go_away();
+        pair.server.send_reconnect_request(None, "x");
+        pair.drive();
+        assert_eq!(pair.client.poll_event(), None);
+    }
+
+    #[test]
+    fn refused_publish_names_the_servers_code() {
+        let mut client = Publisher::new(config(), 0, b"c");
+        let mut server = ServerSession::new(0, b"s");
+        let mut error = None;
+        for _ in 0..20 {
+            let to_server = drain!(client);
+            server.handle_input(&to_server).unwrap();
+            while let Some(ev) = server.poll_event() {
+                if let ServerEvent::PublishRequested { .. } = ev {
+                    server.reject_publish("NetStream.Publish.BadName", "Already publishing");
+                }
+            }
+            let to_client = drain!(server);
+            if let Err(e) = client.handle_input(&to_client) {
+                error = Some(e);
+                break;
+            }
+        }
+        let error = error.expect("publish must be refused");
+        assert_eq!(
+            error.to_string(),
+            "server refused publish: NetStream.Publish.BadName (Already publishing)"
+        );
+        assert_eq!(client.handle_input(&[]), Err(error), "errors are sticky");
+    }
+
+    #[test]
+    fn script_tags_get_set_data_frame_once() {
+        let body = Bytes::from_static(b"\x02\x00\x0aonMetaData\x05");
+        let wrapped = with_set_data_frame(&body);
+        assert!(wrapped.starts_with(b"\x02\x00\x0d@setDataFrame\x02\x00\x0aonMetaData"));
+        assert_eq!(with_set_data_frame(&wrapped), wrapped);
+    }
+
+    #[test]
+    fn media_before_publishing_is_refused() {
+        let mut client = Publisher::new(config(), 0, b"c");
+        assert_eq!(
+            client.send_tag(&Tag::audio(0, Bytes::new())),
+            Err(ProtocolError::NotPublishing)
+        );
+    }
+}
