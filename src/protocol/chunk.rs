@@ -571,7 +571,7 @@ mod tests {
             specs in proptest::collection::vec((2u32..400, any::<u32>(), 0usize..700, 8u8..10), 1..20),
             size in 1usize..600,
         ) {
-            let mut ts = std::collections::HashMap::new();
+            let mut ts = HashMap::new();
             let messages: Vec<_> = specs.iter().map(|&(csid, delta, len, ty)| {
                 let t: &mut u32 = ts.entry(csid).or_default();
                 *t = t.saturating_add(delta % 0x0300_0000);
