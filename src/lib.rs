@@ -3,3 +3,4 @@
 
 pub mod media;
 pub mod protocol;
+pub mod transport;

@@ -27,7 +27,9 @@ pub fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Finds the first 00 00 01 start code: (position, length 3).
 fn find_start_code(data: &[u8]) -> Option<(usize, usize)> {
-    data.windows(3).position(|w| w == [0, 0, 1]).map(|pos| (pos, 3))
+    data.windows(3)
+        .position(|w| w == [0, 0, 1])
+        .map(|pos| (pos, 3))
 }
 
 /// Converts Annex-B to length-prefixed NAL units (AVCC/HVCC style), appending to `out`.
@@ -50,7 +52,9 @@ mod tests {
 
     #[test]
     fn splits_three_and_four_byte_start_codes() {
-        let data = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 0];
+        let data = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 0,
+        ];
         let units: Vec<_> = nal_units(&data).collect();
         assert_eq!(units, [&[0x67, 1, 2][..], &[0x68, 3], &[0x65, 4]]);
     }

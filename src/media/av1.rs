@@ -213,7 +213,9 @@ mod tests {
     fn truncated_obus_are_errors() {
         assert!(decoder_configuration_record(&SEQUENCE_HEADER[..6]).is_err());
         assert_eq!(
-            decoder_configuration_record(&[0x12, 0x00]).unwrap_err().to_string(),
+            decoder_configuration_record(&[0x12, 0x00])
+                .unwrap_err()
+                .to_string(),
             "AV1 sequence header OBU missing from the encoder's extra data"
         );
     }

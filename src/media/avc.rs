@@ -12,9 +12,8 @@ const NAL_PPS: u8 = 8;
 /// the SPS and PPS, with 4-byte NAL lengths.
 pub fn decoder_configuration_record(extradata: &[u8]) -> Result<Bytes, MediaError> {
     let units: Vec<&[u8]> = nal_units(extradata).collect();
-    let of_type = |t: u8| -> Vec<&[u8]> {
-        units.iter().copied().filter(|u| u[0] & 0x1f == t).collect()
-    };
+    let of_type =
+        |t: u8| -> Vec<&[u8]> { units.iter().copied().filter(|u| u[0] & 0x1f == t).collect() };
     let (sps, pps) = (of_type(NAL_SPS), of_type(NAL_PPS));
     let first = sps.first().ok_or(MediaError::Missing("H.264 SPS"))?;
     if pps.is_empty() {
@@ -46,11 +45,16 @@ mod tests {
 
     #[test]
     fn builds_the_record_from_annex_b() {
-        let extradata = [0, 0, 0, 1, 0x67, 0x64, 0, 0x1f, 0xac, 0, 0, 0, 1, 0x68, 0xee, 0x3c];
+        let extradata = [
+            0, 0, 0, 1, 0x67, 0x64, 0, 0x1f, 0xac, 0, 0, 0, 1, 0x68, 0xee, 0x3c,
+        ];
         let record = decoder_configuration_record(&extradata).unwrap();
         assert_eq!(
             &record[..],
-            &[1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 5, 0x67, 0x64, 0, 0x1f, 0xac, 1, 0, 3, 0x68, 0xee, 0x3c]
+            &[
+                1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 5, 0x67, 0x64, 0, 0x1f, 0xac, 1, 0, 3, 0x68, 0xee,
+                0x3c
+            ]
         );
     }
 
@@ -58,7 +62,9 @@ mod tests {
     fn missing_parameter_sets_are_named() {
         let only_sps = [0, 0, 1, 0x67, 0x64, 0, 0x1f];
         assert_eq!(
-            decoder_configuration_record(&only_sps).unwrap_err().to_string(),
+            decoder_configuration_record(&only_sps)
+                .unwrap_err()
+                .to_string(),
             "H.264 PPS missing from the encoder's extra data"
         );
         assert!(decoder_configuration_record(&[]).is_err());

@@ -92,6 +92,9 @@ mod tests {
 
     #[test]
     fn strips_emulation_prevention() {
-        assert_eq!(unescape_rbsp(&[0, 0, 3, 1, 0, 0, 3, 0, 3]), [0, 0, 1, 0, 0, 0, 3]);
+        assert_eq!(
+            unescape_rbsp(&[0, 0, 3, 1, 0, 0, 3, 0, 3]),
+            [0, 0, 1, 0, 0, 0, 3]
+        );
     }
 }

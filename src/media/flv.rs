@@ -221,7 +221,10 @@ mod tests {
 
     #[test]
     fn corrupt_files_get_specific_errors() {
-        assert!(matches!(FlvReader::new(&b"GIF89a..."[..]), Err(FlvError::NotFlv)));
+        assert!(matches!(
+            FlvReader::new(&b"GIF89a..."[..]),
+            Err(FlvError::NotFlv)
+        ));
         assert!(matches!(FlvReader::new(&b"FL"[..]), Err(FlvError::NotFlv)));
         let bytes = file(&sample());
         let cut = &bytes[..bytes.len() - 6];
@@ -229,8 +232,15 @@ mod tests {
         assert_eq!(err.to_string(), "FLV truncated inside tag 2 at byte 64");
         let mut bad = bytes.clone();
         bad[13] = 7;
-        let err = FlvReader::new(&bad[..]).unwrap().next().unwrap().unwrap_err();
-        assert_eq!(err.to_string(), "corrupt FLV: tag 0 at byte 13 has unknown type 7");
+        let err = FlvReader::new(&bad[..])
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "corrupt FLV: tag 0 at byte 13 has unknown type 7"
+        );
     }
 
     proptest! {

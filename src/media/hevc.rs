@@ -62,7 +62,9 @@ fn parse_sps(unit: &[u8]) -> Result<SpsInfo, MediaError> {
     let bit_depth_luma_minus8 = r.ue()?;
     let bit_depth_chroma_minus8 = r.ue()?;
     if chroma_format_idc > 3 || bit_depth_luma_minus8 > 8 || bit_depth_chroma_minus8 > 8 {
-        return Err(MediaError::Invalid("HEVC SPS has impossible chroma format or bit depth"));
+        return Err(MediaError::Invalid(
+            "HEVC SPS has impossible chroma format or bit depth",
+        ));
     }
     Ok(SpsInfo {
         general,
@@ -77,11 +79,17 @@ fn parse_sps(unit: &[u8]) -> Result<SpsInfo, MediaError> {
 /// Builds an HEVCDecoderConfigurationRecord (ISO 14496-15) from Annex-B extradata.
 pub fn decoder_configuration_record(extradata: &[u8]) -> Result<Bytes, MediaError> {
     let units: Vec<&[u8]> = nal_units(extradata).filter(|u| u.len() >= 2).collect();
-    let of_type = |t: u8| -> Vec<&[u8]> {
-        units.iter().copied().filter(|u| nal_type(u) == t).collect()
-    };
-    let arrays = [(NAL_VPS, of_type(NAL_VPS)), (NAL_SPS, of_type(NAL_SPS)), (NAL_PPS, of_type(NAL_PPS))];
-    for (name, (_, list)) in ["HEVC VPS", "HEVC SPS", "HEVC PPS"].into_iter().zip(&arrays) {
+    let of_type =
+        |t: u8| -> Vec<&[u8]> { units.iter().copied().filter(|u| nal_type(u) == t).collect() };
+    let arrays = [
+        (NAL_VPS, of_type(NAL_VPS)),
+        (NAL_SPS, of_type(NAL_SPS)),
+        (NAL_PPS, of_type(NAL_PPS)),
+    ];
+    for (name, (_, list)) in ["HEVC VPS", "HEVC SPS", "HEVC PPS"]
+        .into_iter()
+        .zip(&arrays)
+    {
         if list.is_empty() {
             return Err(MediaError::Missing(name));
         }
@@ -134,7 +142,9 @@ mod tests {
     #[test]
     fn missing_or_garbage_parameter_sets_are_errors() {
         assert_eq!(
-            decoder_configuration_record(&EXTRADATA[..30]).unwrap_err().to_string(),
+            decoder_configuration_record(&EXTRADATA[..30])
+                .unwrap_err()
+                .to_string(),
             "HEVC SPS missing from the encoder's extra data"
         );
         let mut garbage = EXTRADATA.to_vec();

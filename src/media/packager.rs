@@ -62,7 +62,11 @@ fn put_si24(out: &mut BytesMut, value: i64) {
 }
 
 /// The video sequence header tag from the encoder's extradata.
-pub fn video_sequence_header(codec: VideoCodec, extradata: &[u8], dts_ms: i64) -> Result<Tag, MediaError> {
+pub fn video_sequence_header(
+    codec: VideoCodec,
+    extradata: &[u8],
+    dts_ms: i64,
+) -> Result<Tag, MediaError> {
     let mut out = BytesMut::with_capacity(16 + extradata.len());
     let record = match codec {
         VideoCodec::H264 => {
@@ -89,7 +93,13 @@ fn ex_header(out: &mut BytesMut, codec: VideoCodec, frame_type: u8, packet_type:
 
 /// One encoded video frame as a tag: Annex-B converted to length prefixes for H.264/HEVC,
 /// composition time = pts - dts.
-pub fn video_frame(codec: VideoCodec, data: &[u8], pts_ms: i64, dts_ms: i64, keyframe: bool) -> Tag {
+pub fn video_frame(
+    codec: VideoCodec,
+    data: &[u8],
+    pts_ms: i64,
+    dts_ms: i64,
+    keyframe: bool,
+) -> Tag {
     let frame_type = if keyframe { FRAME_KEY } else { FRAME_INTER };
     let cts = pts_ms - dts_ms;
     let mut out = BytesMut::with_capacity(16 + data.len());
@@ -119,7 +129,10 @@ pub fn video_frame(codec: VideoCodec, data: &[u8], pts_ms: i64, dts_ms: i64, key
 
 /// The AAC sequence header tag from the encoder's AudioSpecificConfig.
 pub fn audio_sequence_header(audio_specific_config: &[u8], dts_ms: i64) -> Tag {
-    Tag::audio(rtmp_time(dts_ms), aac::sequence_header(audio_specific_config))
+    Tag::audio(
+        rtmp_time(dts_ms),
+        aac::sequence_header(audio_specific_config),
+    )
 }
 
 /// One raw AAC frame as a tag.
@@ -133,7 +146,13 @@ mod tests {
 
     #[test]
     fn h264_frames_carry_composition_time_and_lengths() {
-        let tag = video_frame(VideoCodec::H264, &[0, 0, 0, 1, 0x65, 0xaa], 1066, 1000, true);
+        let tag = video_frame(
+            VideoCodec::H264,
+            &[0, 0, 0, 1, 0x65, 0xaa],
+            1066,
+            1000,
+            true,
+        );
         assert!(tag.is_keyframe());
         assert_eq!(tag.timestamp, 1000);
         assert_eq!(&tag.data[..], &[0x17, 1, 0, 0, 66, 0, 0, 0, 2, 0x65, 0xaa]);
@@ -152,7 +171,11 @@ mod tests {
         assert_eq!(&header.data[..5], b"\x90hvc1");
         assert!(header.is_sequence_header());
         let frame = video_frame(VideoCodec::Hevc, &[0, 0, 1, 0x26, 1], 33, 33, true);
-        assert_eq!(&frame.data[..5], b"\x93hvc1", "CodedFramesX when pts == dts");
+        assert_eq!(
+            &frame.data[..5],
+            b"\x93hvc1",
+            "CodedFramesX when pts == dts"
+        );
         assert!(frame.is_keyframe());
         let b_frame = video_frame(VideoCodec::Hevc, &[0, 0, 1, 2, 1], 66, 33, false);
         assert_eq!(&b_frame.data[..8], b"\xa1hvc1\0\0\x21");
@@ -160,7 +183,12 @@ mod tests {
 
     #[test]
     fn av1_frames_are_obus_without_composition_time() {
-        let header = video_sequence_header(VideoCodec::Av1, include_bytes!("testdata/aom-320x240.obu"), 0).unwrap();
+        let header = video_sequence_header(
+            VideoCodec::Av1,
+            include_bytes!("testdata/aom-320x240.obu"),
+            0,
+        )
+        .unwrap();
         assert_eq!(&header.data[..6], b"\x90av01\x81");
         let frame = video_frame(VideoCodec::Av1, &[0x12, 0], 0, 0, false);
         assert_eq!(&frame.data[..], b"\xa1av01\x12\x00");

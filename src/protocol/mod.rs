@@ -12,6 +12,8 @@ pub mod publisher;
 pub mod server;
 mod wire;
 
+use std::io::IoSlice;
+
 use thiserror::Error;
 
 pub use publisher::{Event, PublishConfig, Publisher};
@@ -53,4 +55,15 @@ impl ProtocolError {
             if code == "NetStream.Publish.BadName"
                 || description.to_ascii_lowercase().contains("already publishing"))
     }
+}
+
+/// The output side both endpoints share, so that one driver loop writes either.
+pub trait Transmit {
+    /// Fills `slices` with the next bytes to write, in order; returns how many were filled.
+    #[must_use]
+    fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize;
+    /// Records that the first `n` bytes offered were written.
+    fn advance(&mut self, n: usize);
+    /// Bytes waiting to be written.
+    fn queued(&self) -> usize;
 }

@@ -3,7 +3,7 @@
 //! The [`Publisher`] owns no socket and reads no clock. Its methods fall in four kinds:
 //! - inputs: [`Publisher::handle_input`] with the bytes the server sent;
 //! - commands: [`Publisher::send_tag`], [`Publisher::finish_stream`];
-//! - outputs: [`Publisher::io_slices`] + [`Publisher::advance`] (bytes to write, in order),
+//! - outputs: [`Transmit`](super::Transmit) (bytes to write, in order),
 //!   then [`Publisher::poll_event`] (what happened), to be polled after every input or command;
 //! - getters: [`Publisher::is_publishing`], [`Publisher::bytes_acked`], ...
 //!
@@ -322,17 +322,6 @@ impl Publisher {
         self.state = State::Finished;
     }
 
-    /// Fills `slices` with the next bytes to write; returns how many slices were filled.
-    #[must_use]
-    pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
-        self.wire.io_slices(slices)
-    }
-
-    /// Records that the driver wrote `n` bytes of the queued output.
-    pub fn advance(&mut self, n: usize) {
-        self.wire.advance(n);
-    }
-
     /// The next event, if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -342,11 +331,6 @@ impl Publisher {
     /// Whether media may be sent.
     pub fn is_publishing(&self) -> bool {
         self.state == State::Publishing
-    }
-
-    /// Bytes queued for the socket and not yet written.
-    pub fn queued(&self) -> usize {
-        self.wire.queued()
     }
 
     /// Total bytes produced for the server.
@@ -393,10 +377,25 @@ fn rejected(command: &Command, state: State) -> ProtocolError {
     }
 }
 
+impl super::Transmit for Publisher {
+    fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.wire.io_slices(slices)
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.wire.advance(n);
+    }
+
+    fn queued(&self) -> usize {
+        self.wire.queued()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::server::{ServerEvent, ServerSession};
+    use crate::protocol::Transmit;
 
     /// Takes everything an endpoint has queued for its peer.
     macro_rules! drain {

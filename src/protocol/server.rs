@@ -3,7 +3,7 @@
 //! Same shape as [`super::publisher::Publisher`]: bytes in through
 //! [`ServerSession::handle_input`], decisions through commands
 //! ([`ServerSession::accept_publish`], [`ServerSession::send_go_away`], ...), bytes out
-//! through [`ServerSession::io_slices`], happenings through [`ServerSession::poll_event`].
+//! through [`Transmit`](super::Transmit), happenings through [`ServerSession::poll_event`].
 //! Which publisher may take a stream key is policy, so it is left to the caller.
 
 use std::collections::VecDeque;
@@ -257,22 +257,6 @@ impl ServerSession {
         self.send(Command::new("onStatus", 0.0, vec![info]), 0);
     }
 
-    /// Fills `slices` with the next bytes to write; returns how many were filled.
-    #[must_use]
-    pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
-        self.wire.io_slices(slices)
-    }
-
-    /// Records that `n` queued bytes were written.
-    pub fn advance(&mut self, n: usize) {
-        self.wire.advance(n);
-    }
-
-    /// Bytes waiting to be written.
-    pub fn queued(&self) -> usize {
-        self.wire.queued()
-    }
-
     /// The next event, if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
@@ -293,6 +277,20 @@ fn status(level: &str, code: &str, description: &str, extra: Vec<(String, Value)
     ];
     props.extend(extra);
     Value::Object(props)
+}
+
+impl super::Transmit for ServerSession {
+    fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.wire.io_slices(slices)
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.wire.advance(n);
+    }
+
+    fn queued(&self) -> usize {
+        self.wire.queued()
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,41 @@
+//! Writing a sans-IO endpoint's output with vectored writes: chunk headers and payload
+//! slices go to the kernel (or TLS) in one call, never copied into a staging buffer.
+
+use std::io::{self, IoSlice};
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use crate::protocol::Transmit;
+
+/// Slices offered per write: enough for 32 chunks of header + payload.
+const MAX_SLICES: usize = 64;
+
+/// One vectored write of the endpoint's queued output; returns the bytes written.
+///
+/// Cancel-safe: dropping it before completion writes nothing.
+pub(crate) async fn write_some<W, T>(writer: &mut W, endpoint: &T) -> io::Result<usize>
+where
+    W: AsyncWrite + Unpin,
+    T: Transmit,
+{
+    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    let n = endpoint.io_slices(&mut slices);
+    let written = writer.write_vectored(&slices[..n]).await?;
+    if written == 0 && n > 0 {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    Ok(written)
+}
+
+/// Writes everything the endpoint has queued.
+pub(crate) async fn flush_all<W, T>(writer: &mut W, endpoint: &mut T) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+    T: Transmit,
+{
+    while endpoint.queued() > 0 {
+        let n = write_some(writer, endpoint).await?;
+        endpoint.advance(n);
+    }
+    writer.flush().await
+}

@@ -1,0 +1,323 @@
+//! One publishing connection driven by tokio: [`establish`] runs the handshake and the
+//! publish sequence, [`Link`] then streams tags on its own task and reports what the server
+//! says and how much of the stream it has provably received.
+//!
+//! The link reads the clock (write stalls, acknowledgement stalls); the state machine below
+//! it does not.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, timeout, Instant};
+
+use super::io::{flush_all, write_some};
+use super::stream::{dial, Stream};
+use super::url::RtmpUrl;
+use super::LinkError;
+use crate::media::Tag;
+use crate::protocol::{Event, PublishConfig, Publisher, Transmit};
+
+/// Stop taking tags while this much is queued for the socket: bounds memory per link and
+/// passes backpressure up to the session.
+const HIGH_WATER: usize = 1 << 20;
+/// Tags in flight between the session and the link task.
+const CHANNEL_DEPTH: usize = 64;
+/// How long a finished link waits for the server to close after our FIN.
+const FIN_WAIT: Duration = Duration::from_secs(3);
+
+/// How links connect and when they give up.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    /// Announce Go Away / Reconnect Request support in `connect`.
+    pub announce_reconnect: bool,
+    /// Enhanced RTMP FourCCs for `fourCcList` (empty for H.264 + AAC).
+    pub fourcc_list: Vec<String>,
+    /// TLS client configuration for rtmps:// (built once, fresh sessions per connection).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Limit for DNS + TCP + TLS + handshake + connect + publish.
+    pub connect_timeout: Duration,
+    /// A write that makes no progress for this long means the peer is gone.
+    pub write_timeout: Duration,
+    /// Acknowledgements that stop for this long while data is outstanding mean the peer is
+    /// gone (only for servers that acknowledge at all).
+    pub ack_timeout: Duration,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        Self {
+            announce_reconnect: true,
+            fourcc_list: Vec::new(),
+            tls: None,
+            connect_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(5),
+            ack_timeout: Duration::from_secs(8),
+        }
+    }
+}
+
+/// What a link reports to its session.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// The server sent Go Away or a Reconnect Request, or another status.
+    Server(Event),
+    /// The link ended: `Ok` after a requested finish, `Err` when the connection failed.
+    Closed(Result<(), LinkError>),
+}
+
+enum Command {
+    Tag { tag: Tag, seq: u64 },
+    Finish { unpublish: bool },
+}
+
+/// A connection that completed `publish` and is ready for media.
+#[derive(Debug)]
+pub struct Established {
+    stream: Stream,
+    publisher: Publisher,
+    url: RtmpUrl,
+    early_events: Vec<Event>,
+    /// Time from dialling to `NetStream.Publish.Start`.
+    pub connect_time: Duration,
+}
+
+/// Connects to `url` and publishes its key; returns once the server said Publish.Start.
+pub async fn establish(url: &RtmpUrl, options: &LinkOptions) -> Result<Established, LinkError> {
+    let started = Instant::now();
+    let work = async {
+        let mut stream = dial(url, options.tls.as_ref(), options.write_timeout).await?;
+        let mut config = PublishConfig::new(&url.app, &url.tc_url(), url.key());
+        config.announce_reconnect = options.announce_reconnect;
+        config.fourcc_list.clone_from(&options.fourcc_list);
+        let mut random = [0u8; 64];
+        if let Err(e) = getrandom::fill(&mut random) {
+            // The filler only has to differ between connections, not be secret.
+            log::debug!("no OS randomness for the handshake filler: {e}");
+        }
+        let epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u32);
+        let mut publisher = Publisher::new(config, epoch, &random);
+        let mut early_events = Vec::new();
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        loop {
+            flush_all(&mut stream, &mut publisher).await?;
+            if publisher.is_publishing() {
+                break;
+            }
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(LinkError::ClosedByServer);
+            }
+            publisher.handle_input(&buf)?;
+            buf.clear();
+            while let Some(event) = publisher.poll_event() {
+                if matches!(event, Event::GoAway | Event::ReconnectRequest { .. }) {
+                    early_events.push(event);
+                }
+            }
+        }
+        Ok(Established {
+            stream,
+            publisher,
+            url: url.clone(),
+            early_events,
+            connect_time: started.elapsed(),
+        })
+    };
+    timeout(options.connect_timeout, work)
+        .await
+        .map_err(|_| LinkError::Timeout(options.connect_timeout))?
+}
+
+/// A live publishing connection running on its own task.
+#[derive(Debug)]
+pub struct Link {
+    url: RtmpUrl,
+    tx: mpsc::Sender<Command>,
+    events: mpsc::UnboundedReceiver<LinkEvent>,
+    delivered: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Established {
+    /// Starts streaming on a task of the current runtime.
+    pub fn spawn(self, options: &LinkOptions) -> Link {
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let (event_tx, events) = mpsc::unbounded_channel();
+        for event in self.early_events {
+            let _ = event_tx.send(LinkEvent::Server(event));
+        }
+        let delivered = Arc::new(AtomicU64::new(0));
+        let driver = Driver {
+            publisher: self.publisher,
+            commands: rx,
+            events: event_tx.clone(),
+            delivered: Arc::clone(&delivered),
+            in_flight: VecDeque::new(),
+            write_timeout: options.write_timeout,
+            ack_timeout: options.ack_timeout,
+        };
+        let task = tokio::spawn(driver.run(self.stream, event_tx));
+        Link {
+            url: self.url,
+            tx,
+            events,
+            delivered,
+            task,
+        }
+    }
+}
+
+impl Link {
+    /// The URL this link publishes to.
+    pub fn url(&self) -> &RtmpUrl {
+        &self.url
+    }
+
+    /// Waits for room, then hands `tag` (number `seq` in the session's stream) to the link.
+    ///
+    /// Fails only when the link task has ended; its `Closed` event says why.
+    pub async fn send(&self, tag: Tag, seq: u64) -> Result<(), LinkError> {
+        self.tx
+            .send(Command::Tag { tag, seq })
+            .await
+            .map_err(|_| LinkError::ClosedByServer)
+    }
+
+    /// Asks the link to flush everything and close; with `unpublish`, FCUnpublish and
+    /// deleteStream go first (a stop the user asked for, never a migration).
+    pub fn finish(&self, unpublish: bool) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(Command::Finish { unpublish }).await;
+        });
+    }
+
+    /// The next event; `None` once the task is gone and every event was taken.
+    pub async fn event(&mut self) -> Option<LinkEvent> {
+        self.events.recv().await
+    }
+
+    /// One past the highest tag sequence number the server has provably received
+    /// (acknowledged, or read before closing after our finish).
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Driver {
+    publisher: Publisher,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::UnboundedSender<LinkEvent>,
+    delivered: Arc<AtomicU64>,
+    /// (tag sequence number, output byte count after it) not yet acknowledged.
+    in_flight: VecDeque<(u64, u64)>,
+    write_timeout: Duration,
+    ack_timeout: Duration,
+}
+
+impl Driver {
+    async fn run(mut self, stream: Stream, events: mpsc::UnboundedSender<LinkEvent>) {
+        let result = self.drive(stream).await;
+        if let Err(error) = &result {
+            log::debug!("link ended: {error}");
+        }
+        let _ = events.send(LinkEvent::Closed(result));
+    }
+
+    fn mark_delivered(&mut self, acked: u64) {
+        while let Some(&(seq, end)) = self.in_flight.front() {
+            if end > acked {
+                break;
+            }
+            self.delivered.store(seq + 1, Ordering::Release);
+            self.in_flight.pop_front();
+        }
+    }
+
+    async fn drive(&mut self, stream: Stream) -> Result<(), LinkError> {
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let mut input = BytesMut::with_capacity(16 * 1024);
+        let mut finishing = false;
+        let mut fin_deadline = None;
+        let mut write_progress = Instant::now();
+        let (mut acked, mut ack_progress) = (self.publisher.bytes_acked(), Instant::now());
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        loop {
+            let now = Instant::now();
+            if self.publisher.bytes_acked() != acked {
+                acked = self.publisher.bytes_acked();
+                ack_progress = now;
+                self.mark_delivered(acked);
+            }
+            let queued = self.publisher.queued();
+            if queued == 0 {
+                write_progress = now;
+            }
+            if finishing && queued == 0 && fin_deadline.is_none() {
+                writer.shutdown().await?;
+                fin_deadline = Some(now + FIN_WAIT);
+            }
+            // Only servers that acknowledge at all can be judged by their acknowledgements.
+            let outstanding = self.publisher.bytes_sent() - acked;
+            let ack_deadline = (acked > 0 && outstanding > 4 * 1024 * 1024)
+                .then(|| ack_progress + self.ack_timeout);
+            tokio::select! {
+                read = reader.read_buf(&mut input) => {
+                    if read? == 0 {
+                        if fin_deadline.is_some() {
+                            // The server read our FIN, so it read everything before it.
+                            self.mark_delivered(u64::MAX);
+                            return Ok(());
+                        }
+                        return Err(LinkError::ClosedByServer);
+                    }
+                    self.publisher.handle_input(&input)?;
+                    input.clear();
+                    while let Some(event) = self.publisher.poll_event() {
+                        let _ = self.events.send(LinkEvent::Server(event));
+                    }
+                }
+                command = self.commands.recv(), if !finishing && queued < HIGH_WATER => match command {
+                    Some(Command::Tag { tag, seq }) => {
+                        let end = self.publisher.send_tag(&tag)?;
+                        self.in_flight.push_back((seq, end));
+                    }
+                    Some(Command::Finish { unpublish }) => {
+                        if unpublish {
+                            self.publisher.finish_stream();
+                        }
+                        finishing = true;
+                    }
+                    None => finishing = true,
+                },
+                written = write_some(&mut writer, &self.publisher), if queued > 0 => {
+                    let n = written?;
+                    self.publisher.advance(n);
+                    write_progress = Instant::now();
+                }
+                () = sleep_until(write_progress + self.write_timeout), if queued > 0 => {
+                    return Err(LinkError::Stalled("writes made no progress"));
+                }
+                () = sleep_until(ack_deadline.unwrap_or(far)), if ack_deadline.is_some() => {
+                    return Err(LinkError::Stalled("the server stopped acknowledging"));
+                }
+                () = sleep_until(fin_deadline.unwrap_or(far)), if fin_deadline.is_some() => {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
