@@ -4,3 +4,4 @@
 pub mod media;
 pub mod protocol;
 pub mod transport;
+pub mod session;

@@ -71,8 +71,11 @@ pub enum LinkEvent {
     Closed(Result<(), LinkError>),
 }
 
-enum Command {
-    Tag { tag: Tag, seq: u64 },
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// A tag and its sequence number in the session's stream (`None` for the headers a
+    /// new connection starts with, which prove nothing about the stream's delivery).
+    Tag { tag: Tag, seq: Option<u64> },
     Finish { unpublish: bool },
 }
 
@@ -146,6 +149,11 @@ pub struct Link {
 }
 
 impl Established {
+    /// The URL this connection publishes to.
+    pub fn url(&self) -> &RtmpUrl {
+        &self.url
+    }
+
     /// Starts streaming on a task of the current runtime.
     pub fn spawn(self, options: &LinkOptions) -> Link {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
@@ -180,14 +188,16 @@ impl Link {
         &self.url
     }
 
-    /// Waits for room, then hands `tag` (number `seq` in the session's stream) to the link.
-    ///
-    /// Fails only when the link task has ended; its `Closed` event says why.
-    pub async fn send(&self, tag: Tag, seq: u64) -> Result<(), LinkError> {
-        self.tx
-            .send(Command::Tag { tag, seq })
-            .await
-            .map_err(|_| LinkError::ClosedByServer)
+    /// The command sender and the event receiver, borrowed apart so a session can wait for
+    /// room and for events at once.
+    pub(crate) fn parts(&mut self) -> (&mpsc::Sender<Command>, &mut mpsc::UnboundedReceiver<LinkEvent>) {
+        (&self.tx, &mut self.events)
+    }
+
+    /// The shared delivery counter (see [`Link::delivered`]), for watching a link that is
+    /// being drained elsewhere.
+    pub(crate) fn delivered_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.delivered)
     }
 
     /// Asks the link to flush everything and close; with `unpublish`, FCUnpublish and
@@ -208,6 +218,22 @@ impl Link {
     /// (acknowledged, or read before closing after our finish).
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Acquire)
+    }
+}
+
+/// Room for one tag on a link.
+#[derive(Debug)]
+pub struct Slot(mpsc::OwnedPermit<Command>);
+
+impl Slot {
+    pub(crate) fn new(permit: mpsc::OwnedPermit<Command>) -> Self {
+        Self(permit)
+    }
+
+    /// Hands `tag` to the link; `seq` is its number in the session's stream, or `None` for
+    /// connection-start headers.
+    pub fn send(self, tag: Tag, seq: Option<u64>) {
+        self.0.send(Command::Tag { tag, seq });
     }
 }
 
@@ -293,7 +319,9 @@ impl Driver {
                 command = self.commands.recv(), if !finishing && queued < HIGH_WATER => match command {
                     Some(Command::Tag { tag, seq }) => {
                         let end = self.publisher.send_tag(&tag)?;
-                        self.in_flight.push_back((seq, end));
+                        if let Some(seq) = seq {
+                            self.in_flight.push_back((seq, end));
+                        }
                     }
                     Some(Command::Finish { unpublish }) => {
                         if unpublish {

@@ -58,10 +58,16 @@ pub enum LinkError {
 }
 
 impl LinkError {
+    /// Whether the server refused the publish because the key is live on another
+    /// connection (make-before-break then falls back to break-before-make).
+    pub fn is_key_in_use(&self) -> bool {
+        matches!(self, Self::Protocol(error) if error.is_key_in_use())
+    }
+
     /// Whether retrying later can help (a refused key or bad certificate will not change).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Protocol(error) => error.is_key_in_use(),
+            Self::Protocol(ProtocolError::Rejected { .. }) => self.is_key_in_use(),
             Self::Tls(_) => false,
             _ => true,
         }

@@ -1,0 +1,133 @@
+//! The packet channel between a media producer and the session.
+//!
+//! The producer side never blocks: OBS calls its encoded-packet callback on an encoder
+//! thread, which must hand the packet over and return. A lock-free crossbeam queue carries
+//! the tags; a tokio `Notify` wakes the session, which stores a permit when nobody waits, so
+//! no wake-up is ever lost.
+
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use tokio::sync::Notify;
+
+use crate::media::Tag;
+
+/// Creates a channel holding at most `capacity` tags.
+pub fn packet_channel(capacity: usize) -> (PacketSender, PacketReceiver) {
+    let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+    let notify = Arc::new(Notify::new());
+    (
+        PacketSender {
+            tx,
+            notify: Arc::clone(&notify),
+        },
+        PacketReceiver { rx, notify },
+    )
+}
+
+/// Why a tag was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The channel is full: the session is behind (the caller decides what to drop).
+    #[error("packet channel full")]
+    Full,
+    /// The session has ended.
+    #[error("session ended")]
+    Closed,
+}
+
+/// The producer's end. Cloneable; the session sees the end of input when every clone is gone.
+#[derive(Debug, Clone)]
+pub struct PacketSender {
+    tx: Sender<Tag>,
+    notify: Arc<Notify>,
+}
+
+impl PacketSender {
+    /// Queues a tag without ever blocking (for OBS's encoder thread).
+    pub fn try_send(&self, tag: Tag) -> Result<(), SendError> {
+        let result = self.tx.try_send(tag).map_err(|e| match e {
+            TrySendError::Full(_) => SendError::Full,
+            TrySendError::Disconnected(_) => SendError::Closed,
+        });
+        self.notify.notify_one();
+        result
+    }
+
+    /// Queues a tag, waiting while the channel is full (for reader threads that may wait,
+    /// such as the CLI's FLV reader: this is how backpressure reaches a file source).
+    pub fn send_blocking(&self, tag: Tag) -> Result<(), SendError> {
+        let result = self.tx.send(tag).map_err(|_| SendError::Closed);
+        self.notify.notify_one();
+        result
+    }
+
+    /// Tags waiting in the channel.
+    pub fn len(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Whether no tag is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.tx.is_empty()
+    }
+}
+
+impl Drop for PacketSender {
+    fn drop(&mut self) {
+        // Wake the session so it notices the end of input.
+        self.notify.notify_one();
+    }
+}
+
+/// The session's end.
+#[derive(Debug)]
+pub struct PacketReceiver {
+    rx: Receiver<Tag>,
+    notify: Arc<Notify>,
+}
+
+impl PacketReceiver {
+    /// The next tag; `None` once every sender is gone and the channel is empty.
+    ///
+    /// Cancel-safe: a tag is only taken when this returns it.
+    pub async fn recv(&mut self) -> Option<Tag> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(tag) => return Some(tag),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => self.notify.notified().await,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[tokio::test]
+    async fn delivers_in_order_then_ends() {
+        let (tx, mut rx) = packet_channel(4);
+        let producer = std::thread::spawn(move || {
+            for ts in 0..100 {
+                tx.send_blocking(Tag::audio(ts, Bytes::new())).unwrap();
+            }
+        });
+        for ts in 0..100 {
+            assert_eq!(rx.recv().await.unwrap().timestamp, ts);
+        }
+        assert_eq!(rx.recv().await, None);
+        producer.join().unwrap();
+    }
+
+    #[test]
+    fn try_send_reports_full_and_closed_without_blocking() {
+        let (tx, rx) = packet_channel(1);
+        tx.try_send(Tag::audio(0, Bytes::new())).unwrap();
+        assert_eq!(tx.try_send(Tag::audio(1, Bytes::new())), Err(SendError::Full));
+        drop(rx);
+        assert_eq!(tx.try_send(Tag::audio(2, Bytes::new())), Err(SendError::Closed));
+    }
+}

@@ -1,0 +1,252 @@
+//! The publishing session: one logical stream over a succession of connections.
+//!
+//! A producer (the CLI's FLV reader, OBS's encoder callback) feeds tags through a
+//! [`packet_channel`]; [`run`] publishes them and, when the server asks (Go Away or
+//! Reconnect Request) or the connection dies, moves the stream to a new connection without
+//! losing a frame:
+//!
+//! ```text
+//! producer ──channel──▶ session ──▶ active link ──▶ socket
+//!                          │  └────▶ standby link (make-before-break: publishing, idle)
+//!                          └───────▶ draining links (flushing up to the switch keyframe)
+//! ```
+//!
+//! Every tag gets a sequence number and stays in memory until the server has provably
+//! received everything before the next keyframe; so a connection that dies is resumed from
+//! the keyframe before its first unacknowledged tag, and a planned switch happens exactly at
+//! a keyframe, with the codec headers resent on the new connection first.
+//!
+//! Timestamps are not rebased by default: the stream's clock runs on across connections, as
+//! a viewer's player expects from one continuous stream, and a server that stitches
+//! connections can line them up. `rebase_timestamps` restarts each connection at zero for
+//! servers that treat every connection as a new stream.
+
+mod channel;
+mod retained;
+mod run;
+
+use std::fmt;
+use std::time::Duration;
+
+use thiserror::Error;
+
+pub use channel::{packet_channel, PacketReceiver, PacketSender, SendError};
+pub use retained::BufferLimits;
+pub use run::run;
+
+use crate::transport::{LinkError, LinkOptions, RtmpUrl};
+
+/// How a planned migration moves the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationMode {
+    /// Publish on the new connection before leaving the old one (no gap at all).
+    MakeBeforeBreak,
+    /// Leave the old connection at the keyframe, then connect (for servers that refuse a
+    /// second publisher of a live key); media in between waits in memory.
+    BreakBeforeMake,
+}
+
+/// Reconnection after an unplanned drop: OBS's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReconnectPolicy {
+    /// Delay before the first attempt.
+    pub initial_delay: Duration,
+    /// Growth of the delay per failed attempt.
+    pub factor: f64,
+    /// Largest delay.
+    pub max_delay: Duration,
+    /// Attempts before giving up.
+    pub max_retries: u32,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        Self {
+            initial_delay: Duration::from_secs(2),
+            factor: 1.5,
+            max_delay: Duration::from_secs(30),
+            max_retries: 25,
+        }
+    }
+}
+
+impl ReconnectPolicy {
+    /// The delay before attempt `attempt` (0-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let scaled = self.initial_delay.as_secs_f64() * self.factor.powi(attempt.min(64) as i32);
+        Duration::from_secs_f64(scaled.min(self.max_delay.as_secs_f64()))
+    }
+}
+
+/// Everything a session needs to know.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Where to publish.
+    pub url: RtmpUrl,
+    /// How each connection is made.
+    pub link: LinkOptions,
+    /// Make-before-break (default) or break-before-make.
+    pub mode: MigrationMode,
+    /// After a signal, switch at the next packet anyway if no keyframe came by then.
+    pub keyframe_deadline: Duration,
+    /// Start every connection's timestamps at zero.
+    pub rebase_timestamps: bool,
+    /// Reconnection after unplanned drops.
+    pub reconnect: ReconnectPolicy,
+    /// What may be kept in memory for resuming.
+    pub buffer: BufferLimits,
+    /// Whether the producer is live (cannot wait): while no connection is up, a live
+    /// producer's packets are buffered; a file source is simply not read.
+    pub live_source: bool,
+}
+
+impl SessionConfig {
+    /// Defaults for publishing to `url`.
+    pub fn new(url: RtmpUrl) -> Self {
+        Self {
+            url,
+            link: LinkOptions::default(),
+            mode: MigrationMode::MakeBeforeBreak,
+            keyframe_deadline: Duration::from_secs(10),
+            rebase_timestamps: false,
+            reconnect: ReconnectPolicy::default(),
+            buffer: BufferLimits::default(),
+            live_source: true,
+        }
+    }
+}
+
+/// What made the stream move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Go Away (message type 32).
+    GoAway,
+    /// Enhanced RTMP Reconnect Request.
+    ReconnectRequest,
+    /// The connection died without warning.
+    ConnectionLost,
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::GoAway => "go-away",
+            Self::ReconnectRequest => "reconnect-request",
+            Self::ConnectionLost => "connection-lost",
+        })
+    }
+}
+
+/// How a cutover happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutoverKind {
+    /// Switched at a keyframe to an already publishing connection.
+    MakeBeforeBreak,
+    /// Closed the old connection at a keyframe, then connected.
+    BreakBeforeMake,
+    /// Resumed on a new connection from the last keyframe not known to be delivered.
+    Resumed,
+}
+
+impl fmt::Display for CutoverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MakeBeforeBreak => "make-before-break",
+            Self::BreakBeforeMake => "break-before-make",
+            Self::Resumed => "resumed",
+        })
+    }
+}
+
+/// One move of the stream to a new connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cutover {
+    /// Why it moved.
+    pub cause: Cause,
+    /// How.
+    pub kind: CutoverKind,
+    /// Timestamp (ms) of the first tag on the new connection.
+    pub keyframe_timestamp: u32,
+    /// From the signal (or drop) to the new connection carrying media.
+    pub took: Duration,
+    /// Frames sent again because the old connection may not have delivered them.
+    pub duplicates: u64,
+}
+
+/// Something worth telling the user while the session runs.
+#[derive(Debug, Clone)]
+pub enum SessionEvent {
+    /// A connection is publishing (the first, or after a move).
+    Publishing {
+        /// Where (key redacted).
+        url: String,
+        /// How long connecting took.
+        connect_time: Duration,
+    },
+    /// The server asked the stream to move.
+    MoveRequested {
+        /// Which signal.
+        cause: Cause,
+        /// Where to (key redacted).
+        target: String,
+    },
+    /// The stream moved.
+    Moved(Cutover),
+    /// The connection failed.
+    ConnectionLost {
+        /// Why.
+        error: String,
+    },
+    /// A reconnection attempt is scheduled.
+    Reconnecting {
+        /// 1-based attempt number.
+        attempt: u32,
+        /// Wait before it.
+        delay: Duration,
+    },
+    /// The buffer limit forced frames out that were never sent.
+    FramesDropped {
+        /// How many.
+        count: u64,
+    },
+}
+
+/// What happened over the session's life.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Tags taken from the producer.
+    pub tags_in: u64,
+    /// Audio and video frames taken from the producer.
+    pub frames_in: u64,
+    /// Payload bytes taken from the producer.
+    pub bytes_in: u64,
+    /// Every move to a new connection.
+    pub cutovers: Vec<Cutover>,
+    /// Frames sent more than once (resumes after drops only).
+    pub duplicates: u64,
+    /// Frames never delivered (buffer limit, or an old connection failing while draining).
+    pub lost: u64,
+    /// Connections that reached publishing.
+    pub connections: u32,
+    /// Most payload bytes held for resuming at once.
+    pub peak_buffer_bytes: usize,
+}
+
+/// Why a session ended without publishing everything.
+#[derive(Debug, Error)]
+pub enum SessionError {
+    /// The first connection failed.
+    #[error("{0}")]
+    Connect(LinkError),
+    /// Reconnecting failed too many times.
+    #[error("gave up after {attempts} reconnection attempts: {last}")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: LinkError,
+    },
+    /// A failure that retrying cannot fix (stream key refused, certificate rejected).
+    #[error("{0}")]
+    Fatal(LinkError),
+}

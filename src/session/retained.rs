@@ -1,0 +1,269 @@
+//! The session's memory of the stream: every tag from the last point a new connection could
+//! resume from, numbered by a sequence number that never repeats.
+//!
+//! Tags leave the front only once the server has provably received everything before the
+//! next resume point (or when the configured bound forces whole groups of pictures out).
+//! Codec headers and metadata that leave are remembered, so a connection starting at any
+//! retained keyframe can be given the headers in force there.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::media::{Tag, TagKind};
+
+/// How much media the session may hold for resuming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferLimits {
+    /// Media duration (by timestamps).
+    pub max_duration: Duration,
+    /// Payload bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for BufferLimits {
+    fn default() -> Self {
+        Self {
+            max_duration: Duration::from_secs(30),
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Header tags in force at some point of the stream.
+#[derive(Debug, Clone, Default)]
+struct Headers {
+    metadata: Option<Tag>,
+    video: Option<Tag>,
+    audio: Option<Tag>,
+}
+
+impl Headers {
+    fn note(&mut self, tag: &Tag) {
+        let slot = match tag.kind {
+            TagKind::Script => &mut self.metadata,
+            TagKind::Video if tag.is_sequence_header() => &mut self.video,
+            TagKind::Audio if tag.is_sequence_header() => &mut self.audio,
+            _ => return,
+        };
+        *slot = Some(tag.clone());
+    }
+}
+
+/// The retained tags.
+#[derive(Debug)]
+pub(crate) struct Retained {
+    tags: VecDeque<Tag>,
+    first_seq: u64,
+    bytes: usize,
+    /// Headers of tags that already left the front.
+    headers: Headers,
+    has_video: bool,
+    limits: BufferLimits,
+    peak_bytes: usize,
+}
+
+impl Retained {
+    pub(crate) fn new(limits: BufferLimits) -> Self {
+        Self {
+            tags: VecDeque::new(),
+            first_seq: 0,
+            bytes: 0,
+            headers: Headers::default(),
+            has_video: false,
+            limits,
+            peak_bytes: 0,
+        }
+    }
+
+    /// Appends a tag; returns its sequence number.
+    pub(crate) fn push(&mut self, tag: Tag) -> u64 {
+        self.has_video |= tag.kind == TagKind::Video;
+        self.bytes += tag.data.len();
+        self.peak_bytes = self.peak_bytes.max(self.bytes);
+        self.tags.push_back(tag);
+        self.end() - 1
+    }
+
+    /// One past the last sequence number.
+    pub(crate) fn end(&self) -> u64 {
+        self.first_seq + self.tags.len() as u64
+    }
+
+    /// The oldest retained sequence number.
+    pub(crate) fn first(&self) -> u64 {
+        self.first_seq
+    }
+
+    pub(crate) fn get(&self, seq: u64) -> Option<&Tag> {
+        let index = seq.checked_sub(self.first_seq)?;
+        self.tags.get(usize::try_from(index).ok()?)
+    }
+
+    /// Whether a new connection may start with this tag: a video keyframe, or for a stream
+    /// without video, any audio frame.
+    pub(crate) fn is_resume_point(&self, tag: &Tag) -> bool {
+        if self.has_video {
+            tag.is_keyframe()
+        } else {
+            tag.kind == TagKind::Audio && tag.is_frame()
+        }
+    }
+
+    /// The latest resume point at or before `seq` (the oldest retained tag if none).
+    pub(crate) fn resume_point_at_or_before(&self, seq: u64) -> u64 {
+        let last = seq.min(self.end().saturating_sub(1));
+        (self.first_seq..=last)
+            .rev()
+            .find(|&s| self.get(s).is_some_and(|t| self.is_resume_point(t)))
+            .unwrap_or(self.first_seq)
+    }
+
+    /// Audio and video frames in `[from, to)`.
+    pub(crate) fn frames_between(&self, from: u64, to: u64) -> u64 {
+        (from.max(self.first_seq)..to.min(self.end()))
+            .filter(|&s| self.get(s).is_some_and(Tag::is_frame))
+            .count() as u64
+    }
+
+    /// Forgets everything before the resume point at or before `seq`: the server has
+    /// everything before `seq`.
+    pub(crate) fn release_before(&mut self, seq: u64) {
+        let keep_from = self.resume_point_at_or_before(seq);
+        while self.first_seq < keep_from {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Tag> {
+        let tag = self.tags.pop_front()?;
+        self.bytes -= tag.data.len();
+        self.headers.note(&tag);
+        self.first_seq += 1;
+        Some(tag)
+    }
+
+    /// Enforces the limits by dropping whole groups of pictures from the front; returns
+    /// how many frames at or after `cursor` (never sent anywhere) were dropped.
+    pub(crate) fn enforce_limits(&mut self, cursor: u64) -> u64 {
+        let mut lost = 0;
+        while self.over_limits() {
+            loop {
+                let seq = self.first_seq;
+                let Some(tag) = self.pop_front() else { break };
+                if seq >= cursor && tag.is_frame() {
+                    lost += 1;
+                }
+                if self.tags.front().is_none_or(|t| self.is_resume_point(t)) {
+                    break;
+                }
+            }
+        }
+        lost
+    }
+
+    fn over_limits(&self) -> bool {
+        if self.tags.len() < 2 {
+            return false;
+        }
+        let span = self
+            .tags
+            .back()
+            .map(|last| last.timestamp.wrapping_sub(self.tags[0].timestamp))
+            .unwrap_or_default();
+        self.bytes > self.limits.max_bytes
+            || u128::from(span) > self.limits.max_duration.as_millis() && span < u32::MAX / 2
+    }
+
+    /// The tags a new connection starting at `seq` needs first: metadata and codec headers
+    /// in force there, stamped with that tag's timestamp.
+    pub(crate) fn preamble(&self, seq: u64) -> Vec<Tag> {
+        let mut headers = self.headers.clone();
+        for s in self.first_seq..seq.min(self.end()) {
+            if let Some(tag) = self.get(s) {
+                headers.note(tag);
+            }
+        }
+        let timestamp = self.get(seq).map_or(0, |t| t.timestamp);
+        [headers.metadata, headers.video, headers.audio]
+            .into_iter()
+            .flatten()
+            .map(|tag| Tag { timestamp, ..tag })
+            .collect()
+    }
+
+    /// Largest payload size held at once, for the report.
+    pub(crate) fn peak_bytes(&self) -> usize {
+        self.peak_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn key(ts: u32) -> Tag {
+        Tag::video(ts, Bytes::from_static(&[0x17, 1, 0, 0, 0, 9]))
+    }
+    fn inter(ts: u32) -> Tag {
+        Tag::video(ts, Bytes::from_static(&[0x27, 1, 0, 0, 0, 9]))
+    }
+    fn audio(ts: u32) -> Tag {
+        Tag::audio(ts, Bytes::from_static(&[0xaf, 1, 5]))
+    }
+    fn video_header() -> Tag {
+        Tag::video(0, Bytes::from_static(&[0x17, 0, 0, 0, 0, 1]))
+    }
+
+    fn stream(gops: u32) -> Retained {
+        let mut r = Retained::new(BufferLimits::default());
+        r.push(video_header());
+        for g in 0..gops {
+            r.push(key(g * 1000));
+            r.push(audio(g * 1000 + 10));
+            r.push(inter(g * 1000 + 33));
+        }
+        r
+    }
+
+    #[test]
+    fn release_keeps_the_group_of_the_first_undelivered_tag() {
+        let mut r = stream(3); // seqs: 0 header, 1 K, 2 a, 3 p, 4 K, 5 a, 6 p, 7 K ...
+        r.release_before(6);
+        assert_eq!(r.first(), 4);
+        assert_eq!(r.resume_point_at_or_before(6), 4);
+        let preamble = r.preamble(4);
+        assert_eq!(preamble.len(), 1, "the released video header is remembered");
+        assert!(preamble[0].is_sequence_header());
+        assert_eq!(preamble[0].timestamp, 1000);
+    }
+
+    #[test]
+    fn audio_only_streams_resume_at_any_audio_frame() {
+        let mut r = Retained::new(BufferLimits::default());
+        for ts in 0..5 {
+            r.push(audio(ts * 21));
+        }
+        assert_eq!(r.resume_point_at_or_before(3), 3);
+    }
+
+    #[test]
+    fn limits_drop_whole_groups_and_count_unsent_frames() {
+        let mut r = Retained::new(BufferLimits {
+            max_duration: Duration::from_millis(1500),
+            max_bytes: usize::MAX,
+        });
+        for g in 0..3 {
+            r.push(key(g * 1000));
+            r.push(inter(g * 1000 + 500));
+        }
+        // Nothing sent yet (cursor 0): the dropped first group is lost.
+        assert_eq!(r.enforce_limits(0), 2);
+        assert_eq!(r.first(), 2);
+        assert!(r.get(2).unwrap().is_keyframe());
+        // Everything already sent: dropping loses nothing.
+        r.push(key(3000));
+        assert_eq!(r.enforce_limits(100), 0);
+        assert_eq!(r.frames_between(0, 100), 4);
+    }
+}
