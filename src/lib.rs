@@ -1,7 +1,9 @@
 //! obs-goaway: lossless RTMP reconnection for OBS Studio and any RTMP publisher.
 #![forbid(unused_must_use)]
 
+pub mod ingest;
 pub mod media;
 pub mod protocol;
-pub mod transport;
 pub mod session;
+pub mod source;
+pub mod transport;

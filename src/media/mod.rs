@@ -6,6 +6,7 @@ pub mod annexb;
 pub mod av1;
 pub mod avc;
 mod bits;
+pub mod compare;
 pub mod flv;
 pub mod hevc;
 pub mod packager;

@@ -126,8 +126,14 @@ mod tests {
     fn try_send_reports_full_and_closed_without_blocking() {
         let (tx, rx) = packet_channel(1);
         tx.try_send(Tag::audio(0, Bytes::new())).unwrap();
-        assert_eq!(tx.try_send(Tag::audio(1, Bytes::new())), Err(SendError::Full));
+        assert_eq!(
+            tx.try_send(Tag::audio(1, Bytes::new())),
+            Err(SendError::Full)
+        );
         drop(rx);
-        assert_eq!(tx.try_send(Tag::audio(2, Bytes::new())), Err(SendError::Closed));
+        assert_eq!(
+            tx.try_send(Tag::audio(2, Bytes::new())),
+            Err(SendError::Closed)
+        );
     }
 }

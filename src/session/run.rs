@@ -12,8 +12,8 @@ use tokio::time::{sleep_until, Instant};
 
 use super::retained::Retained;
 use super::{
-    Cause, Cutover, CutoverKind, MigrationMode, PacketReceiver, Report, SessionConfig, SessionError,
-    SessionEvent,
+    Cause, Cutover, CutoverKind, MigrationMode, PacketReceiver, Report, SessionConfig,
+    SessionError, SessionEvent,
 };
 use crate::media::Tag;
 use crate::protocol::Event;
@@ -284,7 +284,9 @@ impl Runner {
         if let Some(active) = &self.active {
             if !self.finishing {
                 if self.migration.take().is_some() {
-                    log::info!("input ended during a migration: finishing on the current connection");
+                    log::info!(
+                        "input ended during a migration: finishing on the current connection"
+                    );
                 }
                 self.standby = None;
                 self.connecting = None;
@@ -326,21 +328,31 @@ impl Runner {
 
     /// Make-before-break: the standby link takes over at the cursor (a keyframe).
     fn switch(&mut self) {
-        let (Some(old), Some(link), Some(m)) =
-            (self.active.take(), self.standby.take(), self.migration.take())
-        else {
+        let (Some(old), Some(link), Some(m)) = (
+            self.active.take(),
+            self.standby.take(),
+            self.migration.take(),
+        ) else {
             return;
         };
         let until = self.cursor;
         self.drain(old, until);
         self.url = link.url().clone();
-        self.install(link, Some(m.started), m.cause, CutoverKind::MakeBeforeBreak, 0);
+        self.install(
+            link,
+            Some(m.started),
+            m.cause,
+            CutoverKind::MakeBeforeBreak,
+            0,
+        );
     }
 
     /// Break-before-make: close the old link at the cursor (a keyframe), connect after it
     /// has gone.
     fn break_now(&mut self) {
-        let Some(old) = self.active.take() else { return };
+        let Some(old) = self.active.take() else {
+            return;
+        };
         let until = self.cursor;
         let id = self.drain(old, until);
         if let Some(m) = &mut self.migration {
@@ -359,7 +371,11 @@ impl Runner {
         duplicates: u64,
     ) {
         let timestamp = self.buffer.get(self.cursor).map_or(0, |t| t.timestamp);
-        let ts_offset = if self.config.rebase_timestamps { timestamp } else { 0 };
+        let ts_offset = if self.config.rebase_timestamps {
+            timestamp
+        } else {
+            0
+        };
         self.preamble = self.buffer.preamble(self.cursor).into();
         self.active = Some(Active {
             link,
@@ -402,7 +418,13 @@ impl Runner {
             let duplicates = self.lost_at.take().map_or(0, |l| l.duplicates);
             self.install(link, Some(m.started), m.cause, kind, duplicates);
         } else if let Some(loss) = self.lost_at.take() {
-            self.install(link, Some(loss.at), Cause::ConnectionLost, CutoverKind::Resumed, loss.duplicates);
+            self.install(
+                link,
+                Some(loss.at),
+                Cause::ConnectionLost,
+                CutoverKind::Resumed,
+                loss.duplicates,
+            );
         } else {
             self.install(link, None, Cause::ConnectionLost, CutoverKind::Resumed, 0);
         }
@@ -444,10 +466,16 @@ impl Runner {
             if delivered < d.until {
                 let lost = self.buffer.frames_between(delivered, d.until);
                 self.report.lost += lost;
-                log::warn!("old connection failed while draining ({error}): {lost} frames may be lost");
+                log::warn!(
+                    "old connection failed while draining ({error}): {lost} frames may be lost"
+                );
             }
         }
-        if self.migration.as_ref().is_some_and(|m| m.closing == Some(id)) {
+        if self
+            .migration
+            .as_ref()
+            .is_some_and(|m| m.closing == Some(id))
+        {
             self.start_connecting(Purpose::Resume);
         }
     }
@@ -494,7 +522,9 @@ impl Runner {
             return Err(SessionError::Fatal(error));
         }
         let resume = self.buffer.resume_point_at_or_before(undelivered);
-        let duplicates = self.buffer.frames_between(resume, undelivered.min(self.cursor));
+        let duplicates = self
+            .buffer
+            .frames_between(resume, undelivered.min(self.cursor));
         self.report.duplicates += duplicates;
         log::warn!(
             "connection lost ({error}); resuming from tag {resume} ({duplicates} frames may repeat)"
@@ -514,7 +544,9 @@ impl Runner {
             let (started, cause) = self
                 .migration
                 .take()
-                .map_or((Instant::now(), Cause::ConnectionLost), |m| (m.started, m.cause));
+                .map_or((Instant::now(), Cause::ConnectionLost), |m| {
+                    (m.started, m.cause)
+                });
             self.lost_at = None;
             self.url = link.url().clone();
             self.install(link, Some(started), cause, CutoverKind::Resumed, duplicates);
@@ -541,7 +573,9 @@ impl Runner {
     fn on_standby_event(&mut self, event: Option<LinkEvent>) {
         match event {
             Some(LinkEvent::Server(event)) => {
-                log::debug!("ignoring {event:?} from the standby connection (migration in progress)");
+                log::debug!(
+                    "ignoring {event:?} from the standby connection (migration in progress)"
+                );
             }
             Some(LinkEvent::Closed(result)) => {
                 self.standby = None;
@@ -568,7 +602,9 @@ impl Runner {
             None => self.url.clone(),
             Some(Ok(target)) => target,
             Some(Err(UrlError::Downgrade)) => {
-                log::warn!("ignoring a redirect from rtmps to plain rtmp; reconnecting to the same server");
+                log::warn!(
+                    "ignoring a redirect from rtmps to plain rtmp; reconnecting to the same server"
+                );
                 self.url.clone()
             }
             Some(Err(error)) => {

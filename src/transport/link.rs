@@ -75,8 +75,13 @@ pub enum LinkEvent {
 pub(crate) enum Command {
     /// A tag and its sequence number in the session's stream (`None` for the headers a
     /// new connection starts with, which prove nothing about the stream's delivery).
-    Tag { tag: Tag, seq: Option<u64> },
-    Finish { unpublish: bool },
+    Tag {
+        tag: Tag,
+        seq: Option<u64>,
+    },
+    Finish {
+        unpublish: bool,
+    },
 }
 
 /// A connection that completed `publish` and is ready for media.
@@ -190,7 +195,12 @@ impl Link {
 
     /// The command sender and the event receiver, borrowed apart so a session can wait for
     /// room and for events at once.
-    pub(crate) fn parts(&mut self) -> (&mpsc::Sender<Command>, &mut mpsc::UnboundedReceiver<LinkEvent>) {
+    pub(crate) fn parts(
+        &mut self,
+    ) -> (
+        &mpsc::Sender<Command>,
+        &mut mpsc::UnboundedReceiver<LinkEvent>,
+    ) {
         (&self.tx, &mut self.events)
     }
 

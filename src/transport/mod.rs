@@ -2,7 +2,7 @@
 //! protocol state machines over them. This is the only layer that reads the clock or
 //! touches sockets.
 
-mod io;
+pub(crate) mod io;
 pub mod link;
 pub mod stream;
 pub mod tls;

@@ -1,0 +1,194 @@
+//! `goaway publish INPUT.flv URL`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use tokio::sync::mpsc;
+
+use obs_goaway::media::flv::FlvReader;
+use obs_goaway::media::TagKind;
+use obs_goaway::session::{self, MigrationMode, SessionConfig, SessionEvent};
+use obs_goaway::source::{spawn_flv_source, Pacing, SourceProgress};
+use obs_goaway::transport::{tls, RtmpUrl, Scheme};
+
+#[derive(Debug, Args)]
+pub(crate) struct PublishArgs {
+    /// FLV file to publish ("-" for standard input).
+    input: PathBuf,
+    /// rtmp://host[:port]/app/key or rtmps://...
+    url: String,
+    /// Pace by timestamps, as a live source would.
+    #[arg(long)]
+    realtime: bool,
+    /// With --realtime: this many times real time.
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    speed: f64,
+    /// Do not announce Go Away / Reconnect Request support.
+    #[arg(long)]
+    no_goaway: bool,
+    /// Extra CA certificates (PEM) to trust for rtmps://.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// Close the old connection before opening the new one on every move.
+    #[arg(long)]
+    break_before_make: bool,
+    /// Start each connection's timestamps at zero.
+    #[arg(long)]
+    rebase_timestamps: bool,
+    /// Seconds to wait for a keyframe after a signal before switching anyway.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    keyframe_deadline: f64,
+    /// Reconnection attempts after an unplanned drop.
+    #[arg(long, default_value_t = 25)]
+    max_retries: u32,
+}
+
+/// The Enhanced RTMP FourCCs of the first video tags, for `fourCcList`.
+fn enhanced_fourccs(path: &PathBuf) -> Vec<String> {
+    let Ok(file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let Ok(reader) = FlvReader::new(std::io::BufReader::new(file)) else {
+        return Vec::new();
+    };
+    let mut list: Vec<String> = Vec::new();
+    for tag in reader.take(200).flatten() {
+        if tag.kind == TagKind::Video && tag.data.first().is_some_and(|b| b & 0x80 != 0) {
+            if let Some(fourcc) = tag.data.get(1..5).and_then(|f| std::str::from_utf8(f).ok()) {
+                if !list.iter().any(|f| f == fourcc) {
+                    list.push(fourcc.to_owned());
+                }
+            }
+        }
+    }
+    list
+}
+
+pub(crate) async fn run(args: PublishArgs, quiet: bool) -> Result<ExitCode, String> {
+    let url = RtmpUrl::parse(&args.url).map_err(|e| e.to_string())?;
+    if !(args.speed > 0.0 && args.speed.is_finite()) {
+        return Err(format!(
+            "--speed must be a positive number, not {}",
+            args.speed
+        ));
+    }
+    let reader: Box<dyn std::io::Read + Send> = if args.input.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        let file = std::fs::File::open(&args.input)
+            .map_err(|e| format!("{}: {e}", args.input.display()))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 20, file))
+    };
+    let mut config = SessionConfig::new(url.clone());
+    config.link.announce_reconnect = !args.no_goaway;
+    config.link.fourcc_list = enhanced_fourccs(&args.input);
+    if url.scheme == Scheme::Rtmps || args.ca_file.is_some() {
+        config.link.tls =
+            Some(tls::client_config(args.ca_file.as_deref()).map_err(|e| e.to_string())?);
+    }
+    if args.break_before_make {
+        config.mode = MigrationMode::BreakBeforeMake;
+    }
+    config.rebase_timestamps = args.rebase_timestamps;
+    config.keyframe_deadline = Duration::from_secs_f64(args.keyframe_deadline.max(0.0));
+    config.reconnect.max_retries = args.max_retries;
+    config.live_source = args.realtime;
+
+    let (sender, receiver) = session::packet_channel(256);
+    let progress = Arc::new(SourceProgress::default());
+    let pacing = if args.realtime {
+        Pacing::Timestamps { speed: args.speed }
+    } else {
+        Pacing::AsFastAsPossible
+    };
+    let source = spawn_flv_source(reader, sender, pacing, Arc::clone(&progress))
+        .map_err(|e| format!("cannot start the file reader: {e}"))?;
+    let (event_tx, mut event_rx) = mpsc::unbounded_channel();
+    let started = Instant::now();
+    let mut session = tokio::spawn(session::run(config, receiver, Some(event_tx)));
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    let result = loop {
+        tokio::select! {
+            result = &mut session => break result.map_err(|e| format!("session task failed: {e}"))?,
+            Some(event) = event_rx.recv() => if !quiet { print_event(&event) },
+            _ = ticker.tick() => if !quiet { print_progress(&progress, started) },
+        }
+    };
+    let source_result = source
+        .join()
+        .map_err(|_| "the file reader thread panicked".to_string())?;
+    let report = result.map_err(|e| e.to_string())?;
+    source_result.map_err(|e| format!("{}: {e}", args.input.display()))?;
+    if !quiet {
+        let elapsed = started.elapsed().as_secs_f64();
+        eprintln!(
+            "goaway: published {} frames ({}) in {:.2} s ({:.1} Mb/s); {} connection(s), {} move(s), {} duplicated, {} lost",
+            report.frames_in,
+            super::bytes(report.bytes_in),
+            elapsed,
+            report.bytes_in as f64 * 8.0 / elapsed.max(1e-9) / 1e6,
+            report.connections,
+            report.cutovers.len(),
+            report.duplicates,
+            report.lost,
+        );
+    }
+    Ok(if report.lost == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_progress(progress: &SourceProgress, started: Instant) {
+    let bytes = progress.bytes.load(Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    eprintln!(
+        "goaway: {} frames, {}, {:.1} Mb/s, media time {:.1} s",
+        progress.frames.load(Ordering::Relaxed),
+        super::bytes(bytes),
+        bytes as f64 * 8.0 / elapsed / 1e6,
+        progress.timestamp.load(Ordering::Relaxed) as f64 / 1000.0,
+    );
+}
+
+fn print_event(event: &SessionEvent) {
+    match event {
+        SessionEvent::Publishing { url, connect_time } => {
+            eprintln!(
+                "goaway: publishing to {url} (connected in {} ms)",
+                connect_time.as_millis()
+            );
+        }
+        SessionEvent::MoveRequested { cause, target } => {
+            eprintln!("goaway: server sent {cause}: moving to {target} at the next keyframe");
+        }
+        SessionEvent::Moved(c) => eprintln!(
+            "goaway: moved ({}) at {} ms, {} ms after the {}{}",
+            c.kind,
+            c.keyframe_timestamp,
+            c.took.as_millis(),
+            c.cause,
+            if c.duplicates > 0 {
+                format!(", {} frames resent", c.duplicates)
+            } else {
+                String::new()
+            }
+        ),
+        SessionEvent::ConnectionLost { error } => eprintln!("goaway: connection lost: {error}"),
+        SessionEvent::Reconnecting { attempt, delay } => {
+            eprintln!(
+                "goaway: reconnecting in {:.1} s (attempt {attempt})",
+                delay.as_secs_f64()
+            );
+        }
+        SessionEvent::FramesDropped { count } => {
+            eprintln!("goaway: buffer full: dropped {count} frames");
+        }
+    }
+}

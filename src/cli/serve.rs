@@ -1,0 +1,140 @@
+//! `goaway serve`: the reference ingest.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use obs_goaway::ingest::{Ingest, IngestConfig, ListenerConfig, SignalKind};
+use obs_goaway::transport::tls;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Plain RTMP address to listen on (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+    /// RTMPS address to listen on (repeatable; needs --tls-cert and --tls-key).
+    #[arg(long, value_name = "ADDR")]
+    listen_tls: Vec<SocketAddr>,
+    /// Certificate chain (PEM) for --listen-tls.
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for --listen-tls.
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// Directory for the recordings (<key>.flv).
+    #[arg(long, value_name = "DIR")]
+    record: PathBuf,
+    /// Ask each publisher to move once, this many seconds after it starts.
+    #[arg(long, value_name = "SECS")]
+    goaway_after: Option<f64>,
+    /// Ask each publisher to move every this many seconds.
+    #[arg(long, value_name = "SECS")]
+    goaway_every: Option<f64>,
+    /// Which signal to send.
+    #[arg(long, default_value = "goaway", value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<SignalKind>()))]
+    signal: SignalKind,
+    /// tcUrl to name in reconnect requests (another server).
+    #[arg(long, value_name = "URL")]
+    redirect: Option<String>,
+    /// Refuse a second publisher of a live key even after signalling (like nginx-rtmp).
+    #[arg(long)]
+    refuse_takeover: bool,
+}
+
+fn seconds(value: Option<f64>, flag: &str) -> Result<Option<Duration>, String> {
+    value
+        .map(|s| {
+            Duration::try_from_secs_f64(s)
+                .map_err(|_| format!("{flag} must be a positive number of seconds"))
+        })
+        .transpose()
+}
+
+pub(crate) async fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode, String> {
+    let mut listeners: Vec<ListenerConfig> = args
+        .listen
+        .iter()
+        .map(|&addr| ListenerConfig { addr, tls: None })
+        .collect();
+    if !args.listen_tls.is_empty() {
+        let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+            return Err("--listen-tls needs --tls-cert and --tls-key".into());
+        };
+        let config = tls::server_config(cert, key).map_err(|e| e.to_string())?;
+        listeners.extend(args.listen_tls.iter().map(|&addr| ListenerConfig {
+            addr,
+            tls: Some(config.clone()),
+        }));
+    }
+    if listeners.is_empty() {
+        listeners.push(ListenerConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 1935)),
+            tls: None,
+        });
+    }
+    if let Some(redirect) = &args.redirect {
+        url::Url::parse(redirect).map_err(|e| format!("--redirect {redirect}: {e}"))?;
+    }
+    let config = IngestConfig {
+        listeners,
+        record_dir: args.record.clone(),
+        signal: args.signal,
+        signal_after: seconds(args.goaway_after, "--goaway-after")?,
+        signal_every: seconds(args.goaway_every, "--goaway-every")?,
+        redirect: args.redirect,
+        refuse_takeover: args.refuse_takeover,
+    };
+    let ingest = Ingest::start(config).await.map_err(|e| e.to_string())?;
+    for (addr, tls) in ingest.local_addrs().iter().zip(
+        args.listen
+            .iter()
+            .map(|_| false)
+            .chain(args.listen_tls.iter().map(|_| true)),
+    ) {
+        let scheme = if tls { "rtmps" } else { "rtmp" };
+        println!(
+            "goaway: listening on {scheme}://{addr}/<app>/<key>, recording into {}",
+            args.record.display()
+        );
+    }
+    if !quiet {
+        eprintln!("goaway: send SIGUSR1 to ask every publisher to move; Ctrl-C to stop");
+    }
+    wait_for_stop(&ingest).await?;
+    for (name, stats) in ingest.stats() {
+        println!(
+            "goaway: {name}: {} frames written, {} duplicates skipped, {} connection(s), largest gap {} ms -> {}",
+            stats.frames_written,
+            stats.duplicates,
+            stats.connections,
+            stats.largest_gap.as_millis(),
+            stats.path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(unix)]
+async fn wait_for_stop(ingest: &Ingest) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind as Unix};
+    let mut usr1 = signal(Unix::user_defined1()).map_err(|e| e.to_string())?;
+    let mut term = signal(Unix::terminate()).map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = usr1.recv() => {
+                let n = ingest.signal_all(None);
+                eprintln!("goaway: SIGUSR1: signalled {n} publisher(s)");
+            }
+            _ = term.recv() => return Ok(()),
+            r = tokio::signal::ctrl_c() => return r.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_stop(_ingest: &Ingest) -> Result<(), String> {
+    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())
+}

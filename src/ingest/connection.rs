@@ -1,0 +1,182 @@
+//! One publisher's connection to the ingest, driven by tokio over the sans-IO
+//! [`ServerSession`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+use super::{Claim, Control, Registry, SignalKind};
+use crate::protocol::{ServerEvent, ServerSession, Transmit};
+use crate::transport::io::write_some;
+use crate::transport::stream::{tune_socket, Stream};
+use crate::transport::LinkError;
+
+const TLS_ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one accepted TCP connection until it closes.
+pub(crate) async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    conn: u64,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    registry: Arc<Registry>,
+) {
+    tune_socket(&tcp, Duration::from_secs(10));
+    let stream = match tls {
+        None => Stream::Tcp(tcp),
+        Some(config) => {
+            let accept = TlsAcceptor::from(config).accept(tcp);
+            match tokio::time::timeout(TLS_ACCEPT_TIMEOUT, accept).await {
+                Ok(Ok(stream)) => Stream::Tls(Box::new(stream.into())),
+                Ok(Err(e)) => {
+                    log::info!("{peer}: TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    log::info!("{peer}: TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    let mut connection = Connection {
+        conn,
+        registry,
+        key: None,
+        supports_go_away: false,
+        supports_reconnect: false,
+    };
+    match connection.run(stream).await {
+        Ok(()) => log::info!("{peer}: connection {conn} closed"),
+        Err(e) => log::info!("{peer}: connection {conn} ended: {e}"),
+    }
+    connection.release();
+}
+
+struct Connection {
+    conn: u64,
+    registry: Arc<Registry>,
+    /// The key being published, once accepted.
+    key: Option<String>,
+    supports_go_away: bool,
+    supports_reconnect: bool,
+}
+
+async fn wait_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Connection {
+    fn release(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.registry.release(&key, self.conn);
+        }
+    }
+
+    async fn run(&mut self, stream: Stream) -> Result<(), LinkError> {
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let mut random = [0u8; 64];
+        if let Err(e) = getrandom::fill(&mut random) {
+            log::debug!("no OS randomness for the handshake filler: {e}");
+        }
+        let epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u32);
+        let mut session = ServerSession::new(epoch, &random);
+        let (control_tx, mut control_rx) = mpsc::unbounded_channel();
+        let mut input = BytesMut::with_capacity(64 * 1024);
+        let mut next_signal = None;
+        let mut closing = false;
+        loop {
+            if closing && session.queued() == 0 {
+                return Ok(());
+            }
+            tokio::select! {
+                read = reader.read_buf(&mut input) => {
+                    if read? == 0 {
+                        return Ok(());
+                    }
+                    let arrival = Instant::now();
+                    session.handle_input(&input)?;
+                    input.clear();
+                    while let Some(event) = session.poll_event() {
+                        match event {
+                            ServerEvent::Connected { app, supports_go_away, caps_ex, .. } => {
+                                log::info!(
+                                    "connection {}: connect app={app} supportsGoAway={supports_go_away} capsEx={caps_ex}",
+                                    self.conn
+                                );
+                                self.supports_go_away = supports_go_away;
+                                self.supports_reconnect = caps_ex & 1 != 0;
+                            }
+                            ServerEvent::PublishRequested { key } => {
+                                let claim = Claim {
+                                    conn: self.conn,
+                                    supports_go_away: self.supports_go_away,
+                                    supports_reconnect: self.supports_reconnect,
+                                    control: control_tx.clone(),
+                                };
+                                match self.registry.claim(&key, claim) {
+                                    Ok(()) => {
+                                        session.accept_publish();
+                                        next_signal = self.first_signal_at();
+                                        self.key = Some(key);
+                                    }
+                                    Err(reason) => {
+                                        log::info!("connection {}: publish refused: {reason}", self.conn);
+                                        session.reject_publish("NetStream.Publish.BadName", reason);
+                                        closing = true;
+                                    }
+                                }
+                            }
+                            ServerEvent::Media(tag) => {
+                                if let Some(key) = &self.key {
+                                    self.registry.record(key, self.conn, tag, arrival);
+                                }
+                            }
+                            ServerEvent::Unpublished => self.release(),
+                        }
+                    }
+                }
+                written = write_some(&mut writer, &session), if session.queued() > 0 => {
+                    session.advance(written?);
+                }
+                Some(Control::Signal(kind)) = control_rx.recv() => self.send_signal(&mut session, kind),
+                () = wait_until(next_signal), if next_signal.is_some() => {
+                    next_signal = self.registry.config.signal_every.map(|every| tokio::time::Instant::now() + every);
+                    if let Some(key) = &self.key {
+                        self.registry.signal(Some(key), Some(self.conn), self.registry.config.signal);
+                    }
+                }
+            }
+        }
+    }
+
+    fn first_signal_at(&self) -> Option<tokio::time::Instant> {
+        let config = &self.registry.config;
+        config
+            .signal_after
+            .or(config.signal_every)
+            .map(|delay| tokio::time::Instant::now() + delay)
+    }
+
+    fn send_signal(&self, session: &mut ServerSession, kind: SignalKind) {
+        log::info!("connection {}: sending {kind:?}", self.conn);
+        match kind {
+            SignalKind::GoAway => session.send_go_away(),
+            SignalKind::ReconnectRequest => session.send_reconnect_request(
+                self.registry.config.redirect.as_deref(),
+                "ingest maintenance: please reconnect",
+            ),
+        }
+    }
+}
