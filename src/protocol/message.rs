@@ -111,8 +111,8 @@ pub enum MessageError {
     /// A command whose AMF0 did not decode.
     #[error("malformed command: {0}")]
     Amf0(#[from] Amf0Error),
-    /// A command without a name and transaction id.
-    #[error("command message without name and transaction id")]
+    /// A command that does not start with its name.
+    #[error("command message without a name")]
     BadCommand,
 }
 
@@ -187,11 +187,18 @@ impl Message {
                 })
             }
             COMMAND_AMF0 => {
-                let mut values = Value::decode_all(&payload)?.into_iter();
-                let (Some(Value::String(name)), Some(Value::Number(transaction))) =
-                    (values.next(), values.next())
-                else {
+                let mut values = Value::decode_all(&payload)?.into_iter().peekable();
+                let Some(Value::String(name)) = values.next() else {
                     return Err(MessageError::BadCommand);
+                };
+                // Some servers (ffmpeg's onFCPublish) send a bare name.
+                let transaction = match values.peek() {
+                    Some(Value::Number(n)) => {
+                        let n = *n;
+                        values.next();
+                        n
+                    }
+                    _ => 0.0,
                 };
                 let object = values.next().unwrap_or(Value::Null);
                 Self::Command(Command {
@@ -317,6 +324,14 @@ mod tests {
         assert_eq!(
             Message::decode(type_id::COMMAND_AMF0, Bytes::from_static(&[5])),
             Err(MessageError::BadCommand)
+        );
+        let bare = Message::decode(
+            type_id::COMMAND_AMF0,
+            Bytes::from_static(b"\x02\x00\x0bonFCPublish"),
+        );
+        assert_eq!(
+            bare.unwrap(),
+            Message::Command(Command::new("onFCPublish", 0.0, vec![]))
         );
     }
 

@@ -65,7 +65,7 @@ impl PublishConfig {
             announce_reconnect: true,
             fourcc_list: Vec::new(),
             chunk_size: 4096,
-            ack_window: 256 * 1024,
+            ack_window: 32 * 1024,
         }
     }
 }

@@ -10,9 +10,11 @@ use crate::protocol::Transmit;
 /// Slices offered per write: enough for 32 chunks of header + payload.
 const MAX_SLICES: usize = 64;
 
-/// One vectored write of the endpoint's queued output; returns the bytes written.
+/// One vectored write of the endpoint's queued output, flushed through any TLS layer;
+/// returns the bytes written.
 ///
-/// Cancel-safe: dropping it before completion writes nothing.
+/// Cancel-safe: bytes are accounted only when this returns; a TLS layer keeps what it
+/// accepted and sends it with the next write or flush.
 pub(crate) async fn write_some<W, T>(writer: &mut W, endpoint: &T) -> io::Result<usize>
 where
     W: AsyncWrite + Unpin,
@@ -24,6 +26,7 @@ where
     if written == 0 && n > 0 {
         return Err(io::ErrorKind::WriteZero.into());
     }
+    writer.flush().await?;
     Ok(written)
 }
 
@@ -37,5 +40,5 @@ where
         let n = write_some(writer, endpoint).await?;
         endpoint.advance(n);
     }
-    writer.flush().await
+    Ok(())
 }

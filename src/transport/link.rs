@@ -308,11 +308,18 @@ impl Driver {
             }
             // Only servers that acknowledge at all can be judged by their acknowledgements.
             let outstanding = self.publisher.bytes_sent() - acked;
-            let ack_deadline = (acked > 0 && outstanding > 4 * 1024 * 1024)
-                .then(|| ack_progress + self.ack_timeout);
+            let window = u64::from(self.publisher.config().ack_window);
+            let ack_deadline =
+                (acked > 0 && outstanding > 2 * window).then(|| ack_progress + self.ack_timeout);
             tokio::select! {
                 read = reader.read_buf(&mut input) => {
-                    if read? == 0 {
+                    let read = match read {
+                        // After our FIN, a TLS peer that closes without close_notify has
+                        // still read everything.
+                        Err(e) if fin_deadline.is_some() && e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                        other => other?,
+                    };
+                    if read == 0 {
                         if fin_deadline.is_some() {
                             // The server read our FIN, so it read everything before it.
                             self.mark_delivered(u64::MAX);

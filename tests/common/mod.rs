@@ -1,0 +1,239 @@
+//! Real peers for the integration tests: nginx-rtmp, ffmpeg, ffprobe, the goaway binary.
+//! Every server listens on a free loopback port and dies with its guard.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use obs_goaway::media::flv::FlvReader;
+use obs_goaway::media::Tag;
+
+pub const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/sample.flv");
+pub const GOAWAY: &str = env!("CARGO_BIN_EXE_goaway");
+
+pub fn sample_tags() -> Vec<Tag> {
+    read_flv(Path::new(SAMPLE))
+}
+
+pub fn read_flv(path: &Path) -> Vec<Tag> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    FlvReader::new(std::io::BufReader::new(file))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until a socket listens on `port`, without connecting to it (ffmpeg -listen
+/// accepts exactly one connection, which a probe would use up).
+pub fn wait_for_port(port: u16) {
+    let needle = format!(":{port:04X} ");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listening = ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+            std::fs::read_to_string(table).is_ok_and(|text| {
+                text.lines().any(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|local| format!("{local} ").ends_with(&needle))
+                        && l.split_whitespace().nth(3) == Some("0A")
+                })
+            })
+        });
+        if listening {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed on drop.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn require(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{tool} is required for this test (.ci/run installs it)"
+    );
+}
+
+/// nginx with the RTMP module, recording every publish into `dir`; optionally a TLS
+/// terminator (nginx stream module) in front of it.
+pub struct Nginx {
+    pub port: u16,
+    pub tls_port: Option<u16>,
+    pub dir: PathBuf,
+    _guard: Guard,
+}
+
+impl Nginx {
+    pub fn start(dir: &Path, tls: Option<(&Path, &Path)>) -> Self {
+        require("nginx");
+        let port = free_port();
+        let tls_port = tls.map(|_| free_port());
+        let (load_stream, stream_block) = match (tls, tls_port) {
+            (Some((cert, key)), Some(tls_port)) => (
+                "load_module /usr/lib/nginx/modules/ngx_stream_module.so;".to_string(),
+                format!(
+                    "stream {{ server {{ listen 127.0.0.1:{tls_port} ssl; ssl_certificate {}; \
+                     ssl_certificate_key {}; proxy_pass 127.0.0.1:{port}; }} }}",
+                    cert.display(),
+                    key.display()
+                ),
+            ),
+            _ => (String::new(), String::new()),
+        };
+        let conf = format!(
+            "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n{load_stream}\n\
+             daemon off; master_process off; worker_processes 1; error_log {dir}/error.log info; pid {dir}/nginx.pid;\n\
+             events {{ worker_connections 64; }}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096; application live {{ live on; record all; record_path {dir}; record_unique on; }} }} }}\n\
+             {stream_block}",
+            dir = dir.display()
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(dir)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting nginx");
+        let guard = Guard(child);
+        wait_for_port(port);
+        if let Some(p) = tls_port {
+            wait_for_port(p);
+        }
+        Self {
+            port,
+            tls_port,
+            dir: dir.to_path_buf(),
+            _guard: guard,
+        }
+    }
+
+    /// The recordings of `key` (one per publish), oldest first, once nginx closed them.
+    pub fn recordings(&self, key: &str) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{key}-")) && n.ends_with(".flv"))
+            })
+            .collect();
+        files.sort();
+        files
+    }
+}
+
+/// Runs `goaway` with `args`; returns (success, stderr).
+pub fn goaway(args: &[&str]) -> (bool, String) {
+    let output = Command::new(GOAWAY)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running goaway");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Frames ffprobe can decode in `path`: (video, audio).
+pub fn ffprobe_decoded_frames(path: &Path) -> (u64, u64) {
+    require("ffprobe");
+    let count = |stream: &str| -> u64 {
+        let out = Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                stream,
+                "-count_frames",
+                "-show_entries",
+                "stream=nb_read_frames",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(path)
+            .output()
+            .expect("running ffprobe");
+        assert!(
+            out.status.success(),
+            "ffprobe failed on {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    (count("v:0"), count("a:0"))
+}
+
+/// Frame counts of the input: (video, audio).
+pub fn frame_counts(tags: &[Tag]) -> (u64, u64) {
+    use obs_goaway::media::TagKind;
+    let count = |kind| {
+        tags.iter()
+            .filter(|t| t.kind == kind && t.is_frame())
+            .count() as u64
+    };
+    (count(TagKind::Video), count(TagKind::Audio))
+}
+
+/// A test CA and a server certificate for 127.0.0.1 / localhost, written into `dir`:
+/// (ca.pem, cert.pem, key.pem).
+pub fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "obs-goaway test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
