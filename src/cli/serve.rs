@@ -86,6 +86,7 @@ pub(crate) async fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode, String
         signal_every: seconds(args.goaway_every, "--goaway-every")?,
         redirect: args.redirect,
         refuse_takeover: args.refuse_takeover,
+        close_after_signal: None,
     };
     let ingest = Ingest::start(config).await.map_err(|e| e.to_string())?;
     for (addr, tls) in ingest.local_addrs().iter().zip(

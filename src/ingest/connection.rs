@@ -95,6 +95,7 @@ impl Connection {
         let (control_tx, mut control_rx) = mpsc::unbounded_channel();
         let mut input = BytesMut::with_capacity(64 * 1024);
         let mut next_signal = None;
+        let mut close_at = None;
         let mut closing = false;
         loop {
             if closing && session.queued() == 0 {
@@ -150,7 +151,16 @@ impl Connection {
                 written = write_some(&mut writer, &session), if session.queued() > 0 => {
                     session.advance(written?);
                 }
-                Some(Control::Signal(kind)) = control_rx.recv() => self.send_signal(&mut session, kind),
+                Some(Control::Signal(kind)) = control_rx.recv() => {
+                    self.send_signal(&mut session, kind);
+                    if let Some(delay) = self.registry.config.close_after_signal {
+                        close_at = Some(tokio::time::Instant::now() + delay);
+                    }
+                }
+                () = wait_until(close_at), if close_at.is_some() => {
+                    log::info!("connection {}: closing as configured after the signal", self.conn);
+                    return Ok(());
+                }
                 () = wait_until(next_signal), if next_signal.is_some() => {
                     next_signal = self.registry.config.signal_every.map(|every| tokio::time::Instant::now() + every);
                     if let Some(key) = &self.key {

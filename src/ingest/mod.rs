@@ -75,6 +75,9 @@ pub struct IngestConfig {
     /// Refuse a second publisher of a live key even after signalling (as nginx-rtmp does),
     /// to exercise the publisher's break-before-make fallback.
     pub refuse_takeover: bool,
+    /// Close a publisher's connection this long after signalling it, as a server going
+    /// down before the publisher reached a keyframe would.
+    pub close_after_signal: Option<Duration>,
 }
 
 impl IngestConfig {
@@ -88,6 +91,7 @@ impl IngestConfig {
             signal_every: None,
             redirect: None,
             refuse_takeover: false,
+            close_after_signal: None,
         }
     }
 }

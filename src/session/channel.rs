@@ -18,7 +18,7 @@ pub fn packet_channel(capacity: usize) -> (PacketSender, PacketReceiver) {
     let notify = Arc::new(Notify::new());
     (
         PacketSender {
-            tx,
+            tx: Some(tx),
             notify: Arc::clone(&notify),
         },
         PacketReceiver { rx, notify },
@@ -39,14 +39,16 @@ pub enum SendError {
 /// The producer's end. Cloneable; the session sees the end of input when every clone is gone.
 #[derive(Debug, Clone)]
 pub struct PacketSender {
-    tx: Sender<Tag>,
+    /// Always `Some` until drop, which must disconnect before it wakes the session.
+    tx: Option<Sender<Tag>>,
     notify: Arc<Notify>,
 }
 
 impl PacketSender {
     /// Queues a tag without ever blocking (for OBS's encoder thread).
     pub fn try_send(&self, tag: Tag) -> Result<(), SendError> {
-        let result = self.tx.try_send(tag).map_err(|e| match e {
+        let tx = self.tx.as_ref().ok_or(SendError::Closed)?;
+        let result = tx.try_send(tag).map_err(|e| match e {
             TrySendError::Full(_) => SendError::Full,
             TrySendError::Disconnected(_) => SendError::Closed,
         });
@@ -57,25 +59,28 @@ impl PacketSender {
     /// Queues a tag, waiting while the channel is full (for reader threads that may wait,
     /// such as the CLI's FLV reader: this is how backpressure reaches a file source).
     pub fn send_blocking(&self, tag: Tag) -> Result<(), SendError> {
-        let result = self.tx.send(tag).map_err(|_| SendError::Closed);
+        let tx = self.tx.as_ref().ok_or(SendError::Closed)?;
+        let result = tx.send(tag).map_err(|_| SendError::Closed);
         self.notify.notify_one();
         result
     }
 
     /// Tags waiting in the channel.
     pub fn len(&self) -> usize {
-        self.tx.len()
+        self.tx.as_ref().map_or(0, Sender::len)
     }
 
     /// Whether no tag is waiting.
     pub fn is_empty(&self) -> bool {
-        self.tx.is_empty()
+        self.len() == 0
     }
 }
 
 impl Drop for PacketSender {
     fn drop(&mut self) {
-        // Wake the session so it notices the end of input.
+        // Disconnect first, then wake the session: woken earlier, it could find the
+        // channel empty but still connected and go back to sleep for good.
+        drop(self.tx.take());
         self.notify.notify_one();
     }
 }
@@ -120,6 +125,19 @@ mod tests {
         }
         assert_eq!(rx.recv().await, None);
         producer.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_end_of_input_is_never_missed() {
+        for _ in 0..2000 {
+            let (tx, mut rx) = packet_channel(4);
+            let producer = std::thread::spawn(move || tx.try_send(Tag::audio(0, Bytes::new())));
+            let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while rx.recv().await.is_some() {}
+            });
+            ended.await.expect("the session missed the end of input");
+            producer.join().unwrap().unwrap();
+        }
     }
 
     #[test]

@@ -1,0 +1,509 @@
+//! Lossless moves between connections, against the reference ingest on loopback.
+//! Every test compares what the ingest recorded with the input, frame by frame (hashes).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use common::*;
+use obs_goaway::ingest::{Ingest, IngestConfig, SignalKind, StreamStats};
+use obs_goaway::media::compare::{compare, Comparison};
+use obs_goaway::media::{Tag, TagKind};
+use obs_goaway::session::{
+    self, Cause, CutoverKind, MigrationMode, PacketSender, Report, SessionConfig, SessionEvent,
+};
+use obs_goaway::transport::RtmpUrl;
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Feeds `tags` paced by timestamps at `speed` x real time, on a thread, like a live source.
+fn feed(tags: Vec<Tag>, sender: PacketSender, speed: f64) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let first = tags.first().map_or(0, |t| t.timestamp);
+        for tag in tags {
+            let due =
+                start + Duration::from_millis(u64::from(tag.timestamp - first)).div_f64(speed);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if sender.send_blocking(tag).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// A stream of made-up frames: metadata, headers, then video at 30 fps with a keyframe every
+/// `gop_ms` and audio every 23 ms, each frame's bytes unique.
+fn synthetic(duration_ms: u32, gop_ms: u32, video: bool, audio: bool) -> Vec<Tag> {
+    let mut tags = vec![Tag {
+        kind: TagKind::Script,
+        timestamp: 0,
+        data: Bytes::from_static(b"\x02\x00\x0aonMetaData\x08\x00\x00\x00\x00\x00\x00\x09"),
+    }];
+    if video {
+        tags.push(Tag::video(
+            0,
+            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f]),
+        ));
+    }
+    if audio {
+        tags.push(Tag::audio(0, Bytes::from_static(&[0xaf, 0, 0x12, 0x10])));
+    }
+    let mut frames = Vec::new();
+    let mut n = 0u32;
+    for ts in (0..duration_ms).step_by(33).filter(|_| video) {
+        let key = ts % gop_ms < 33;
+        let mut data = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+        data.extend((0..400).map(|i| (i as u32 ^ n) as u8));
+        data.extend_from_slice(&n.to_be_bytes());
+        frames.push(Tag::video(ts, data.into()));
+        n += 1;
+    }
+    for ts in (0..duration_ms).step_by(23).filter(|_| audio) {
+        let mut data = vec![0xaf, 1];
+        data.extend_from_slice(&n.to_be_bytes());
+        frames.push(Tag::audio(ts, data.into()));
+        n += 1;
+    }
+    frames.sort_by_key(|t| (t.timestamp, t.kind != TagKind::Video));
+    tags.extend(frames);
+    tags
+}
+
+struct Outcome {
+    report: Report,
+    events: Vec<SessionEvent>,
+    stats: StreamStats,
+    comparison: Comparison,
+}
+
+/// Publishes `tags` to `ingest` at `speed`; at each `(after, kind)` asks it to signal.
+async fn publish(
+    ingest: &Ingest,
+    key: &str,
+    tags: Vec<Tag>,
+    speed: f64,
+    signals: &[(Duration, SignalKind)],
+    tweak: impl FnOnce(&mut SessionConfig),
+) -> Outcome {
+    let url = RtmpUrl::parse(&format!("rtmp://{}/live/{key}", ingest.local_addrs()[0])).unwrap();
+    let mut config = SessionConfig::new(url);
+    tweak(&mut config);
+    let (sender, receiver) = session::packet_channel(256);
+    let (event_tx, mut event_rx) = mpsc::unbounded_channel();
+    let feeder = feed(tags.clone(), sender, speed);
+    let session = tokio::spawn(session::run(config, receiver, Some(event_tx)));
+    let start = tokio::time::Instant::now();
+    for &(after, kind) in signals {
+        tokio::time::sleep_until(start + after).await;
+        ingest.signal_all(Some(kind));
+    }
+    let report = session.await.unwrap().expect("session failed");
+    feeder.join().unwrap();
+    let mut events = Vec::new();
+    while let Ok(event) = event_rx.try_recv() {
+        events.push(event);
+    }
+    let stats = wait_for_recording(ingest, key).await;
+    let comparison = compare(&tags, &read_flv(&stats.path));
+    Outcome {
+        report,
+        events,
+        stats,
+        comparison,
+    }
+}
+
+/// The key's statistics once its last publisher has gone.
+async fn wait_for_recording(ingest: &Ingest, key: &str) -> StreamStats {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ingest.publishers(key) > 0 {
+        assert!(Instant::now() < deadline, "publisher of {key} never left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ingest.stats().remove(key).expect("nothing recorded")
+}
+
+fn assert_lossless(outcome: &Outcome) {
+    assert!(outcome.comparison.is_lossless(), "{:?}", outcome.comparison);
+    assert_eq!(outcome.report.lost, 0);
+}
+
+fn ingest_config(dir: &std::path::Path) -> IngestConfig {
+    IngestConfig::new(loopback(), dir.to_path_buf())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_away_moves_make_before_break_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let outcome = publish(
+        &ingest,
+        "ga",
+        sample_tags(),
+        4.0,
+        &[(Duration::from_millis(1200), SignalKind::GoAway)],
+        |_| {},
+    )
+    .await;
+    assert_lossless(&outcome);
+    let cutovers = &outcome.report.cutovers;
+    assert_eq!(cutovers.len(), 1, "{cutovers:?}");
+    assert_eq!(
+        (cutovers[0].cause, cutovers[0].kind),
+        (Cause::GoAway, CutoverKind::MakeBeforeBreak)
+    );
+    assert_eq!(
+        cutovers[0].keyframe_timestamp % 1000,
+        0,
+        "the switch is at a keyframe"
+    );
+    assert_eq!(outcome.stats.cutovers, [cutovers[0].keyframe_timestamp]);
+    assert_eq!(
+        (outcome.report.duplicates, outcome.stats.duplicates),
+        (0, 0)
+    );
+    assert_eq!(outcome.report.connections, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_request_moves_make_before_break_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let outcome = publish(
+        &ingest,
+        "rr",
+        sample_tags(),
+        4.0,
+        &[
+            (Duration::from_millis(1000), SignalKind::ReconnectRequest),
+            (Duration::from_millis(3000), SignalKind::ReconnectRequest),
+        ],
+        |_| {},
+    )
+    .await;
+    assert_lossless(&outcome);
+    assert_eq!(outcome.report.cutovers.len(), 2);
+    assert!(outcome
+        .report
+        .cutovers
+        .iter()
+        .all(|c| c.cause == Cause::ReconnectRequest && c.kind == CutoverKind::MakeBeforeBreak));
+    assert_eq!(outcome.stats.duplicates, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_second_publish_falls_back_to_break_before_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = IngestConfig {
+        refuse_takeover: true,
+        ..ingest_config(dir.path())
+    };
+    let ingest = Ingest::start(config).await.unwrap();
+    let outcome = publish(
+        &ingest,
+        "bbm",
+        sample_tags(),
+        4.0,
+        &[(Duration::from_millis(1200), SignalKind::GoAway)],
+        |_| {},
+    )
+    .await;
+    assert_lossless(&outcome);
+    let cutovers = &outcome.report.cutovers;
+    assert_eq!(cutovers.len(), 1, "{cutovers:?}");
+    assert_eq!(cutovers[0].kind, CutoverKind::BreakBeforeMake);
+    assert_eq!(outcome.stats.duplicates, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_before_make_by_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let outcome = publish(
+        &ingest,
+        "cfg",
+        sample_tags(),
+        4.0,
+        &[(Duration::from_millis(1200), SignalKind::ReconnectRequest)],
+        |c| {
+            c.mode = MigrationMode::BreakBeforeMake;
+        },
+    )
+    .await;
+    assert_lossless(&outcome);
+    assert_eq!(
+        outcome.report.cutovers[0].kind,
+        CutoverKind::BreakBeforeMake
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_request_redirects_to_another_ingest() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let b = Ingest::start(ingest_config(dir_b.path())).await.unwrap();
+    let b_addr = b.local_addrs()[0];
+    let a = Ingest::start(IngestConfig {
+        redirect: Some(format!("//{b_addr}/live")),
+        ..ingest_config(dir_a.path())
+    })
+    .await
+    .unwrap();
+    let tags = sample_tags();
+    let outcome = publish(
+        &a,
+        "moving",
+        tags.clone(),
+        4.0,
+        &[(Duration::from_millis(1200), SignalKind::ReconnectRequest)],
+        |_| {},
+    )
+    .await;
+    let on_b = wait_for_recording(&b, "moving").await;
+    let mut recorded = read_flv(&outcome.stats.path);
+    assert!(
+        outcome.comparison.lost > 0,
+        "part of the stream went to the second ingest"
+    );
+    recorded.extend(read_flv(&on_b.path));
+    let joined = compare(&tags, &recorded);
+    assert!(joined.is_lossless(), "{joined:?}");
+    assert!(outcome.events.iter().any(|e| matches!(e,
+        SessionEvent::Publishing { url, .. } if url.contains(&b_addr.port().to_string()))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_server_closing_before_the_keyframe_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(IngestConfig {
+        close_after_signal: Some(Duration::from_millis(100)),
+        ..ingest_config(dir.path())
+    })
+    .await
+    .unwrap();
+    // Keyframes every 4 s at 2x: the old connection is gone 2 s before the next one.
+    let tags = synthetic(12_000, 4000, true, true);
+    let outcome = publish(
+        &ingest,
+        "early",
+        tags,
+        2.0,
+        &[(Duration::from_millis(2300), SignalKind::GoAway)],
+        |_| {},
+    )
+    .await;
+    assert_lossless(&outcome);
+    let cutover = &outcome.report.cutovers[0];
+    assert_eq!(cutover.kind, CutoverKind::Resumed);
+    assert_eq!(
+        cutover.keyframe_timestamp % 4000,
+        0,
+        "resumed from a keyframe: {cutover:?}"
+    );
+    assert!(
+        outcome.stats.duplicates >= outcome.report.duplicates,
+        "the ingest skipped every frame the publisher resent: {} < {}",
+        outcome.stats.duplicates,
+        outcome.report.duplicates
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_keyframe_the_deadline_switches_at_the_next_packet() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let tags = synthetic(8000, 1_000_000, true, true);
+    let outcome = publish(
+        &ingest,
+        "nokey",
+        tags,
+        4.0,
+        &[(Duration::from_millis(500), SignalKind::GoAway)],
+        |c| {
+            c.keyframe_deadline = Duration::from_millis(300);
+        },
+    )
+    .await;
+    assert_lossless(&outcome);
+    let cutover = &outcome.report.cutovers[0];
+    assert!(cutover.took >= Duration::from_millis(300), "{cutover:?}");
+    assert_eq!(outcome.stats.duplicates, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_only_streams_move_at_the_next_audio_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let tags = synthetic(6000, 1000, false, true);
+    let outcome = publish(
+        &ingest,
+        "radio",
+        tags,
+        4.0,
+        &[(Duration::from_millis(500), SignalKind::GoAway)],
+        |_| {},
+    )
+    .await;
+    assert_lossless(&outcome);
+    assert_eq!(
+        outcome.report.cutovers[0].kind,
+        CutoverKind::MakeBeforeBreak
+    );
+    assert!(outcome.report.cutovers[0].took < Duration::from_millis(500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_that_do_not_announce_support_are_never_signalled() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let tags = synthetic(3000, 1000, true, true);
+    let url = RtmpUrl::parse(&format!("rtmp://{}/live/quiet", ingest.local_addrs()[0])).unwrap();
+    let mut config = SessionConfig::new(url);
+    config.link.announce_reconnect = false;
+    let (sender, receiver) = session::packet_channel(64);
+    let feeder = feed(tags.clone(), sender, 4.0);
+    let session = tokio::spawn(session::run(config, receiver, None));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ingest.signal_all(Some(SignalKind::GoAway)), 0);
+    assert_eq!(ingest.signal_all(Some(SignalKind::ReconnectRequest)), 0);
+    let report = session.await.unwrap().unwrap();
+    feeder.join().unwrap();
+    assert_eq!((report.connections, report.cutovers.len()), (1, 0));
+    let stats = wait_for_recording(&ingest, "quiet").await;
+    assert!(compare(&tags, &read_flv(&stats.path)).is_lossless());
+}
+
+#[test]
+fn a_killed_and_restarted_server_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let serve = || {
+        let child = Command::new(GOAWAY)
+            .args(["serve", "-q", "--listen", &addr, "--record"])
+            .arg(dir.path())
+            .spawn()
+            .unwrap();
+        wait_for_port(port);
+        Guard(child)
+    };
+    let mut server = serve();
+    let tags = sample_tags();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let url = RtmpUrl::parse(&format!("rtmp://{addr}/live/crash")).unwrap();
+    let mut config = SessionConfig::new(url);
+    config.reconnect.initial_delay = Duration::from_millis(300);
+    let (sender, receiver) = session::packet_channel(256);
+    let feeder = feed(tags.clone(), sender, 4.0);
+    let session = runtime.spawn(session::run(config, receiver, None));
+    std::thread::sleep(Duration::from_millis(2000));
+    server.0.kill().unwrap(); // SIGKILL: no signal, no goodbye
+    server.0.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let restarted = serve();
+    let report = runtime.block_on(session).unwrap().expect("session failed");
+    feeder.join().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(restarted);
+    let first = read_flv(&dir.path().join("crash.flv"));
+    let second = read_flv(&dir.path().join("crash.1.flv"));
+    let mut recorded = first.clone();
+    recorded.extend(second);
+    let joined = compare(&tags, &recorded);
+    assert_eq!((joined.lost, joined.foreign), (0, 0), "{joined:?}");
+    assert_eq!(report.lost, 0);
+    assert!(report
+        .cutovers
+        .iter()
+        .any(|c| c.cause == Cause::ConnectionLost && c.kind == CutoverKind::Resumed));
+    assert!(!first.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soak_of_100_moves_loses_and_duplicates_nothing() {
+    const MOVES: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let url = RtmpUrl::parse(&format!("rtmp://{}/live/soak", ingest.local_addrs()[0])).unwrap();
+    let (sender, receiver) = session::packet_channel(256);
+    let (event_tx, mut event_rx) = mpsc::unbounded_channel();
+    // A long synthetic stream, keyframe every 500 ms, at 10x: a keyframe every 50 ms.
+    let tags = synthetic(600_000, 500, true, true);
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let (tags, stop) = (tags.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut sent = 0;
+            for tag in tags {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let due = start + Duration::from_millis(u64::from(tag.timestamp)).div_f64(10.0);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                sender.send_blocking(tag).unwrap();
+                sent += 1;
+            }
+            sent
+        })
+    };
+    let session = tokio::spawn(session::run(
+        SessionConfig::new(url),
+        receiver,
+        Some(event_tx),
+    ));
+    let mut moves = 0;
+    let mut kinds = [SignalKind::GoAway, SignalKind::ReconnectRequest]
+        .into_iter()
+        .cycle();
+    while moves < MOVES {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            ingest.signal_all(kinds.next()),
+            1,
+            "move {moves}: one publisher to signal"
+        );
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), event_rx.recv())
+                .await
+                .expect("no move within 10 s")
+                .unwrap();
+            if let SessionEvent::Moved(_) = event {
+                moves += 1;
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = feeder.join().unwrap();
+    let report = session.await.unwrap().unwrap();
+    let stats = wait_for_recording(&ingest, "soak").await;
+    let comparison = compare(&tags[..sent], &read_flv(&stats.path));
+    assert!(comparison.is_lossless(), "{comparison:?}");
+    assert_eq!(report.cutovers.len(), MOVES);
+    assert_eq!(
+        (report.duplicates, stats.duplicates, report.lost),
+        (0, 0, 0)
+    );
+    assert_eq!(report.connections as usize, MOVES + 1);
+    // Memory stays flat: the buffer never holds more than about a group of pictures.
+    assert!(
+        report.peak_buffer_bytes < 1 << 20,
+        "peak buffer {} bytes",
+        report.peak_buffer_bytes
+    );
+}
