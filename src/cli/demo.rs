@@ -45,12 +45,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<ExitCode, String> {
         Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
         None => SAMPLE.to_vec(),
     };
-    let name = args
-        .input
-        .as_ref()
-        .map_or("built-in sample (data/sample.flv)".to_string(), |p| {
-            p.display().to_string()
-        });
+    let name = args.input.as_ref().map_or_else(
+        || "built-in sample (data/sample.flv)".to_string(),
+        |p| p.display().to_string(),
+    );
     let input: Vec<Tag> = FlvReader::new(&bytes[..])
         .and_then(|r| r.collect::<Result<_, _>>())
         .map_err(|e| format!("{name}: {e}"))?;

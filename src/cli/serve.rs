@@ -87,6 +87,7 @@ pub(crate) async fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode, String
         redirect: args.redirect,
         refuse_takeover: args.refuse_takeover,
         close_after_signal: None,
+        drop_after: None,
     };
     let ingest = Ingest::start(config).await.map_err(|e| e.to_string())?;
     for (addr, tls) in ingest.local_addrs().iter().zip(

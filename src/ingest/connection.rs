@@ -130,6 +130,7 @@ impl Connection {
                                     Ok(()) => {
                                         session.accept_publish();
                                         next_signal = self.first_signal_at();
+                                        close_at = self.registry.config.drop_after.map(|d| tokio::time::Instant::now() + d);
                                         self.key = Some(key);
                                     }
                                     Err(reason) => {
@@ -158,7 +159,7 @@ impl Connection {
                     }
                 }
                 () = wait_until(close_at), if close_at.is_some() => {
-                    log::info!("connection {}: closing as configured after the signal", self.conn);
+                    log::info!("connection {}: closing as configured", self.conn);
                     return Ok(());
                 }
                 () = wait_until(next_signal), if next_signal.is_some() => {

@@ -78,6 +78,9 @@ pub struct IngestConfig {
     /// Close a publisher's connection this long after signalling it, as a server going
     /// down before the publisher reached a keyframe would.
     pub close_after_signal: Option<Duration>,
+    /// Drop each publisher's connection this long after it starts, without any signal: an
+    /// unplanned restart, as publishers without Go Away live through today.
+    pub drop_after: Option<Duration>,
 }
 
 impl IngestConfig {
@@ -92,6 +95,7 @@ impl IngestConfig {
             redirect: None,
             refuse_takeover: false,
             close_after_signal: None,
+            drop_after: None,
         }
     }
 }

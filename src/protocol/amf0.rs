@@ -37,15 +37,15 @@ pub enum Value {
     /// UTF-8 text; encoded as a long string when longer than 65535 bytes.
     String(String),
     /// Anonymous object (also what a typed object decodes to; the class name is dropped).
-    Object(Vec<(String, Value)>),
+    Object(Vec<(String, Self)>),
     /// `null`, used as the command object of most calls.
     Null,
     /// `undefined`.
     Undefined,
     /// Associative array, the container of `onMetaData`.
-    EcmaArray(Vec<(String, Value)>),
+    EcmaArray(Vec<(String, Self)>),
     /// Dense array, e.g. Enhanced RTMP's `fourCcList`.
-    StrictArray(Vec<Value>),
+    StrictArray(Vec<Self>),
     /// Milliseconds since the Unix epoch plus a (deprecated) time zone offset in minutes.
     Date {
         /// Milliseconds since 1970-01-01T00:00:00Z.

@@ -103,9 +103,10 @@ impl ServerSession {
                     self.media(TagKind::Video, raw.timestamp, data)
                 }
                 Message::Data(data) if self.publishing => {
-                    let data = data
-                        .strip_prefix(SET_DATA_FRAME)
-                        .map_or(data.clone(), |rest| data.slice(data.len() - rest.len()..));
+                    let data = data.strip_prefix(SET_DATA_FRAME).map_or_else(
+                        || data.clone(),
+                        |rest| data.slice(data.len() - rest.len()..),
+                    );
                     self.media(TagKind::Script, raw.timestamp, data);
                 }
                 other => log::trace!("ingest ignoring {other:?}"),

@@ -115,7 +115,7 @@ enum Wake {
     Active(Option<LinkEvent>),
     Standby(Option<LinkEvent>),
     Drained(u64, Result<(), LinkError>),
-    Connected((Result<Established, LinkError>, Purpose)),
+    Connected(Box<(Result<Established, LinkError>, Purpose)>),
     Retry,
     Deadline,
 }
@@ -205,7 +205,7 @@ impl Runner {
                 event = next_event(active_events) => Wake::Active(event),
                 event = next_event(self.standby.as_mut().map(|l| l.parts().1)) => Wake::Standby(event),
                 Some((id, result)) = self.drain_rx.recv() => Wake::Drained(id, result),
-                joined = join(&mut self.connecting), if self.connecting.is_some() => Wake::Connected(joined),
+                joined = join(&mut self.connecting), if self.connecting.is_some() => Wake::Connected(Box::new(joined)),
                 () = wait_until(retry_at), if retry_at.is_some() => Wake::Retry,
                 () = wait_until(deadline), if deadline.is_some() => Wake::Deadline,
             };
@@ -217,7 +217,8 @@ impl Runner {
                 Wake::Active(event) => self.on_active_event(event)?,
                 Wake::Standby(event) => self.on_standby_event(event),
                 Wake::Drained(id, result) => self.on_drained(id, result),
-                Wake::Connected((result, purpose)) => {
+                Wake::Connected(joined) => {
+                    let (result, purpose) = *joined;
                     self.connecting = None;
                     self.on_connected(result, purpose)?;
                 }
@@ -541,12 +542,10 @@ impl Runner {
         });
         if let Some(link) = self.standby.take() {
             // The old server left before the keyframe: the new connection is ready.
-            let (started, cause) = self
-                .migration
-                .take()
-                .map_or((Instant::now(), Cause::ConnectionLost), |m| {
-                    (m.started, m.cause)
-                });
+            let (started, cause) = self.migration.take().map_or_else(
+                || (Instant::now(), Cause::ConnectionLost),
+                |m| (m.started, m.cause),
+            );
             self.lost_at = None;
             self.url = link.url().clone();
             self.install(link, Some(started), cause, CutoverKind::Resumed, duplicates);

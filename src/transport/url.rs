@@ -121,7 +121,7 @@ impl RtmpUrl {
         Ok(Self {
             scheme,
             host,
-            port: url.port().unwrap_or(scheme.default_port()),
+            port: url.port().unwrap_or_else(|| scheme.default_port()),
             explicit_port: url.port().is_some(),
             app: app.to_owned(),
             key,
