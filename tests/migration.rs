@@ -507,3 +507,78 @@ async fn soak_of_100_moves_loses_and_duplicates_nothing() {
         report.peak_buffer_bytes
     );
 }
+
+/// A TCP relay that can go silent: `partition` closes the server side of every open
+/// connection and leaves the publisher's side open but mute, as a dead network path does.
+/// Later connections are relayed normally.
+struct Relay {
+    addr: SocketAddr,
+    partition: tokio::sync::watch::Sender<u64>,
+}
+
+impl Relay {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (partition, watch) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let generation = *watch.borrow();
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let relay = async {
+                        tokio::select! {
+                            _ = tokio::io::copy(&mut cr, &mut sw) => {}
+                            _ = tokio::io::copy(&mut sr, &mut cw) => {}
+                        }
+                    };
+                    let partitioned = tokio::select! {
+                        () = relay => false,
+                        () = async { let _ = watch.wait_for(|g| *g > generation).await; } => true,
+                    };
+                    if partitioned {
+                        drop((sr, sw));
+                        // Keep the publisher's side open and silent.
+                        std::future::pending::<()>().await;
+                    }
+                });
+            }
+        });
+        Self { addr, partition }
+    }
+
+    fn partition(&self) {
+        self.partition.send_modify(|g| *g += 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dead_path_is_detected_and_resumed_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let relay = Relay::start(ingest.local_addrs()[0]).await;
+    let url = RtmpUrl::parse(&format!("rtmp://{}/live/mute", relay.addr)).unwrap();
+    let mut config = SessionConfig::new(url);
+    config.link.ack_timeout = Duration::from_secs(1);
+    config.reconnect.initial_delay = Duration::from_millis(200);
+    let tags = sample_tags();
+    let (sender, receiver) = session::packet_channel(256);
+    let feeder = feed(tags.clone(), sender, 2.0);
+    let session = tokio::spawn(session::run(config, receiver, None));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    relay.partition();
+    let report = session.await.unwrap().expect("session failed");
+    feeder.join().unwrap();
+    let stats = wait_for_recording(&ingest, "mute").await;
+    let comparison = compare(&tags, &read_flv(&stats.path));
+    assert!(comparison.is_lossless(), "{comparison:?}");
+    let resumed = report
+        .cutovers
+        .iter()
+        .find(|c| c.cause == Cause::ConnectionLost)
+        .expect("the dead path was noticed");
+    assert!(resumed.took < Duration::from_secs(5), "noticed and resumed within seconds: {resumed:?}");
+}
