@@ -580,5 +580,108 @@ async fn a_silently_dead_path_is_detected_and_resumed_without_loss() {
         .iter()
         .find(|c| c.cause == Cause::ConnectionLost)
         .expect("the dead path was noticed");
-    assert!(resumed.took < Duration::from_secs(5), "noticed and resumed within seconds: {resumed:?}");
+    assert!(
+        resumed.took < Duration::from_secs(5),
+        "noticed and resumed within seconds: {resumed:?}"
+    );
+}
+
+/// `goaway serve` and `goaway publish` as a user runs them; returns the publisher's stderr
+/// and the serve process's stderr.
+fn cli_move(
+    serve_args: &[&str],
+    key: &str,
+    signal_usr1_after: Option<Duration>,
+) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let serve = Command::new(GOAWAY)
+        .args(["serve", "--listen", &addr, "--record"])
+        .arg(dir.path())
+        .args(serve_args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut serve = Guard(serve);
+    wait_for_port(port);
+    let publisher = Command::new(GOAWAY)
+        .args([
+            "publish",
+            "--realtime",
+            "--speed",
+            "4",
+            SAMPLE,
+            &format!("rtmp://{addr}/live/{key}"),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(after) = signal_usr1_after {
+        std::thread::sleep(after);
+        let status = Command::new("kill")
+            .args(["-USR1", &serve.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let output = publisher.wait_with_output().unwrap();
+    let publisher_stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "publish failed: {publisher_stderr}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args(["-INT", &serve.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut serve_stderr = String::new();
+    use std::io::Read;
+    serve
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut serve_stderr)
+        .unwrap();
+    let comparison = compare(
+        &sample_tags(),
+        &read_flv(&dir.path().join(format!("{key}.flv"))),
+    );
+    assert!(comparison.is_lossless(), "{comparison:?}");
+    (publisher_stderr, serve_stderr)
+}
+
+#[test]
+fn cli_ingest_moves_a_cli_publisher_on_sigusr1() {
+    let (publisher, serve) = cli_move(&[], "usr1", Some(Duration::from_millis(1500)));
+    assert!(
+        serve.contains("SIGUSR1: signalled 1 publisher(s)"),
+        "{serve}"
+    );
+    assert!(publisher.contains("server sent go-away"), "{publisher}");
+    assert!(
+        publisher.contains("moved (make-before-break)"),
+        "{publisher}"
+    );
+}
+
+#[test]
+fn cli_ingest_schedules_reconnect_requests() {
+    let (publisher, _) = cli_move(
+        &["--goaway-after", "1", "--signal", "reconnect-request"],
+        "sched",
+        None,
+    );
+    assert!(
+        publisher.contains("server sent reconnect-request"),
+        "{publisher}"
+    );
+    assert!(
+        publisher.contains("moved (make-before-break)"),
+        "{publisher}"
+    );
 }

@@ -328,6 +328,18 @@ impl Publisher {
         self.events.pop_front()
     }
 
+    /// The step of the publish sequence in progress, for error messages.
+    pub fn stage(&self) -> &'static str {
+        match self.state {
+            State::Handshake => "the handshake",
+            State::Connecting => "connect (is the application name right?)",
+            State::CreatingStream => "createStream",
+            State::StartingPublish => "publish (is the stream key right?)",
+            State::Publishing => "streaming",
+            State::Finished => "the end of the stream",
+        }
+    }
+
     /// Whether media may be sent.
     pub fn is_publishing(&self) -> bool {
         self.state == State::Publishing
@@ -541,6 +553,17 @@ mod tests {
         let wrapped = with_set_data_frame(&body);
         assert!(wrapped.starts_with(b"\x02\x00\x0d@setDataFrame\x02\x00\x0aonMetaData"));
         assert_eq!(with_set_data_frame(&wrapped), wrapped);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_server_bytes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let mut client = Publisher::new(config(), 0, b"c");
+            let mut hello = vec![3u8];
+            hello.extend_from_slice(&[0u8; 2 * 1536]);
+            client.handle_input(&hello).unwrap();
+            let _ = client.handle_input(&body);
+        }
     }
 
     #[test]

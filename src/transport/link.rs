@@ -120,7 +120,7 @@ pub async fn establish(url: &RtmpUrl, options: &LinkOptions) -> Result<Establish
                 break;
             }
             if stream.read_buf(&mut buf).await? == 0 {
-                return Err(LinkError::ClosedByServer);
+                return Err(LinkError::ClosedDuring(publisher.stage()));
             }
             publisher.handle_input(&buf)?;
             buf.clear();

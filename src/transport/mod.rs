@@ -49,6 +49,9 @@ pub enum LinkError {
     /// The server closed the connection.
     #[error("server closed the connection")]
     ClosedByServer,
+    /// The server closed the connection before publishing started.
+    #[error("server closed the connection during {0}")]
+    ClosedDuring(&'static str),
     /// The peer stopped taking data.
     #[error("connection stalled: {0}")]
     Stalled(&'static str),
