@@ -171,10 +171,35 @@ async fn go_away_moves_make_before_break_without_loss() {
     );
     assert_eq!(outcome.stats.cutovers, [cutovers[0].keyframe_timestamp]);
     assert_eq!(
+        outcome.stats.first_timestamps,
+        [0, cutovers[0].keyframe_timestamp],
+        "timestamps continue"
+    );
+    assert_eq!(
         (outcome.report.duplicates, outcome.stats.duplicates),
         (0, 0)
     );
     assert_eq!(outcome.report.connections, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebased_timestamps_restart_at_zero_on_every_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let outcome = publish(
+        &ingest,
+        "rebase",
+        sample_tags(),
+        4.0,
+        &[(Duration::from_millis(1200), SignalKind::GoAway)],
+        |c| {
+            c.rebase_timestamps = true;
+        },
+    )
+    .await;
+    assert_eq!(outcome.report.cutovers.len(), 1);
+    assert!(outcome.report.cutovers[0].keyframe_timestamp > 0);
+    assert_eq!(outcome.stats.first_timestamps, [0, 0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,9 @@ pub struct StreamStats {
     pub cutovers: Vec<u32>,
     /// Signals sent to publishers of this key.
     pub signals_sent: u32,
+    /// The timestamp of the first frame each connection sent, in connection order: shows
+    /// whether a publisher continued or restarted its clock on a new connection.
+    pub first_timestamps: Vec<u32>,
 }
 
 struct Pending {
@@ -55,12 +58,14 @@ pub(crate) struct Recorder {
     available: Option<Instant>,
     /// A new connection took over: its first frame marks a cutover.
     fresh: bool,
+    /// Connections whose first frame was seen.
+    seen: Vec<u64>,
     pub(crate) stats: StreamStats,
 }
 
 /// Opens `dir/name.flv`, or `dir/name.N.flv` if that exists (an ingest restarted).
 fn create_unique(dir: &Path, name: &str) -> io::Result<(File, PathBuf)> {
-    for n in 0u32.. {
+    for n in 0u32..10_000 {
         let path = match n {
             0 => dir.join(format!("{name}.flv")),
             n => dir.join(format!("{name}.{n}.flv")),
@@ -71,7 +76,9 @@ fn create_unique(dir: &Path, name: &str) -> io::Result<(File, PathBuf)> {
             Err(e) => return Err(e),
         }
     }
-    unreachable!("u32 range exhausted")
+    Err(io::Error::other(format!(
+        "10000 recordings of {name} already exist"
+    )))
 }
 
 /// The file name for a stream key: the key without its query string, with anything but
@@ -108,6 +115,7 @@ impl Recorder {
             last_headers: [None, None, None],
             available: None,
             fresh: true,
+            seen: Vec::new(),
             stats: StreamStats {
                 path,
                 ..StreamStats::default()
@@ -118,6 +126,10 @@ impl Recorder {
     /// A tag from connection `conn` arrived at `arrival`.
     pub(crate) fn on_tag(&mut self, conn: u64, tag: Tag, arrival: Instant) -> io::Result<()> {
         self.stats.frames_received += u64::from(tag.is_frame());
+        if tag.is_frame() && !self.seen.contains(&conn) {
+            self.seen.push(conn);
+            self.stats.first_timestamps.push(tag.timestamp);
+        }
         let current = *self.current.get_or_insert(conn);
         if conn == current {
             return self.write(tag, arrival);
