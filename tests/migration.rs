@@ -144,10 +144,18 @@ fn ingest_config(dir: &std::path::Path) -> IngestConfig {
     IngestConfig::new(loopback(), dir.to_path_buf())
 }
 
+/// A reference ingest on a free loopback port, recording into a fresh directory.
+async fn ingest_with(tweak: impl FnOnce(&mut IngestConfig)) -> (tempfile::TempDir, Ingest) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ingest_config(dir.path());
+    tweak(&mut config);
+    let ingest = Ingest::start(config).await.unwrap();
+    (dir, ingest)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn go_away_moves_make_before_break_without_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let (_dir, ingest) = ingest_with(|_| {}).await;
     let outcome = publish(
         &ingest,
         "ga",
@@ -184,8 +192,7 @@ async fn go_away_moves_make_before_break_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebased_timestamps_restart_at_zero_on_every_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let (_dir, ingest) = ingest_with(|_| {}).await;
     let outcome = publish(
         &ingest,
         "rebase",
@@ -204,8 +211,7 @@ async fn rebased_timestamps_restart_at_zero_on_every_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_request_moves_make_before_break_without_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let (_dir, ingest) = ingest_with(|_| {}).await;
     let outcome = publish(
         &ingest,
         "rr",
@@ -254,8 +260,7 @@ async fn a_refused_second_publish_falls_back_to_break_before_make() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn break_before_make_by_configuration() {
-    let dir = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let (_dir, ingest) = ingest_with(|_| {}).await;
     let outcome = publish(
         &ingest,
         "cfg",
@@ -347,8 +352,7 @@ async fn the_old_server_closing_before_the_keyframe_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_keyframe_the_deadline_switches_at_the_next_packet() {
-    let dir = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let (_dir, ingest) = ingest_with(|_| {}).await;
     let tags = synthetic(8000, 1_000_000, true, true);
     let outcome = publish(
         &ingest,
@@ -369,8 +373,7 @@ async fn without_a_keyframe_the_deadline_switches_at_the_next_packet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audio_only_streams_move_at_the_next_audio_frame() {
-    let dir = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let (_dir, ingest) = ingest_with(|_| {}).await;
     let tags = synthetic(6000, 1000, false, true);
     let outcome = publish(
         &ingest,
@@ -391,8 +394,7 @@ async fn audio_only_streams_move_at_the_next_audio_frame() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishers_that_do_not_announce_support_are_never_signalled() {
-    let dir = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let (_dir, ingest) = ingest_with(|_| {}).await;
     let tags = synthetic(3000, 1000, true, true);
     let url = RtmpUrl::parse(&format!("rtmp://{}/live/quiet", ingest.local_addrs()[0])).unwrap();
     let mut config = SessionConfig::new(url);
@@ -459,8 +461,7 @@ fn a_killed_and_restarted_server_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_of_100_moves_loses_and_duplicates_nothing() {
     const MOVES: usize = 100;
-    let dir = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let (_dir, ingest) = ingest_with(|_| {}).await;
     let url = RtmpUrl::parse(&format!("rtmp://{}/live/soak", ingest.local_addrs()[0])).unwrap();
     let (sender, receiver) = session::packet_channel(256);
     let (event_tx, mut event_rx) = mpsc::unbounded_channel();
@@ -582,8 +583,7 @@ impl Relay {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silently_dead_path_is_detected_and_resumed_without_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start(ingest_config(dir.path())).await.unwrap();
+    let (_dir, ingest) = ingest_with(|_| {}).await;
     let relay = Relay::start(ingest.local_addrs()[0]).await;
     let url = RtmpUrl::parse(&format!("rtmp://{}/live/mute", relay.addr)).unwrap();
     let mut config = SessionConfig::new(url);

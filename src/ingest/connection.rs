@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{Claim, Control, Registry, SignalKind};
 use crate::protocol::{ServerEvent, ServerSession, Transmit};
-use crate::transport::io::write_some;
+use crate::transport::io::{handshake_seed, write_some};
 use crate::transport::stream::{tune_socket, Stream};
 use crate::transport::LinkError;
 
@@ -84,13 +84,7 @@ impl Connection {
 
     async fn run(&mut self, stream: Stream) -> Result<(), LinkError> {
         let (mut reader, mut writer) = tokio::io::split(stream);
-        let mut random = [0u8; 64];
-        if let Err(e) = getrandom::fill(&mut random) {
-            log::debug!("no OS randomness for the handshake filler: {e}");
-        }
-        let epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u32);
+        let (epoch, random) = handshake_seed();
         let mut session = ServerSession::new(epoch, &random);
         let (control_tx, mut control_rx) = mpsc::unbounded_channel();
         let mut input = BytesMut::with_capacity(64 * 1024);

@@ -57,6 +57,25 @@ impl ProtocolError {
     }
 }
 
+/// The error an endpoint failed with, returned again by every later input.
+#[derive(Debug, Default)]
+struct Sticky(Option<ProtocolError>);
+
+impl Sticky {
+    /// Fails if an earlier input failed.
+    fn check(&self) -> Result<(), ProtocolError> {
+        self.0.clone().map_or(Ok(()), Err)
+    }
+
+    /// Remembers the error of `result`, if any, and passes it on.
+    fn record(&mut self, result: Result<(), ProtocolError>) -> Result<(), ProtocolError> {
+        if let Err(error) = &result {
+            self.0 = Some(error.clone());
+        }
+        result
+    }
+}
+
 /// The output side both endpoints share, so that one driver loop writes either.
 pub trait Transmit {
     /// Fills `slices` with the next bytes to write, in order; returns how many were filled.

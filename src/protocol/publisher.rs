@@ -20,7 +20,7 @@ use super::chunk::RawMessage;
 use super::handshake::ClientHandshake;
 use super::message::{Command, Message};
 use super::wire::Wire;
-use super::ProtocolError;
+use super::{ProtocolError, Sticky};
 use crate::media::{Tag, TagKind};
 
 const CSID_COMMAND: u32 = 3;
@@ -114,7 +114,7 @@ pub struct Publisher {
     state: State,
     stream_id: u32,
     events: VecDeque<Event>,
-    error: Option<ProtocolError>,
+    error: Sticky,
 }
 
 impl Publisher {
@@ -133,7 +133,7 @@ impl Publisher {
             state: State::Handshake,
             stream_id: 0,
             events: VecDeque::new(),
-            error: None,
+            error: Sticky::default(),
         }
     }
 
@@ -141,15 +141,10 @@ impl Publisher {
     ///
     /// Errors are sticky: after one, every call returns it again.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
-        if let Some(error) = &self.error {
-            return Err(error.clone());
-        }
+        self.error.check()?;
         self.wire.feed(data);
         let result = self.process();
-        if let Err(error) = &result {
-            self.error = Some(error.clone());
-        }
-        result
+        self.error.record(result)
     }
 
     fn process(&mut self) -> Result<(), ProtocolError> {

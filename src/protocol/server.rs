@@ -16,7 +16,7 @@ use super::chunk::RawMessage;
 use super::handshake::ServerHandshake;
 use super::message::{Command, Message, UserControl};
 use super::wire::Wire;
-use super::ProtocolError;
+use super::{ProtocolError, Sticky};
 use crate::media::{Tag, TagKind};
 
 const CSID_COMMAND: u32 = 3;
@@ -55,7 +55,7 @@ pub struct ServerSession {
     wire: Wire,
     publishing: bool,
     events: VecDeque<ServerEvent>,
-    error: Option<ProtocolError>,
+    error: Sticky,
 }
 
 impl ServerSession {
@@ -66,21 +66,16 @@ impl ServerSession {
             wire: Wire::default(),
             publishing: false,
             events: VecDeque::new(),
-            error: None,
+            error: Sticky::default(),
         }
     }
 
     /// Processes bytes from the publisher. Errors are sticky.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
-        if let Some(error) = &self.error {
-            return Err(error.clone());
-        }
+        self.error.check()?;
         self.wire.feed(data);
         let result = self.process();
-        if let Err(error) = &result {
-            self.error = Some(error.clone());
-        }
-        result
+        self.error.record(result)
     }
 
     fn process(&mut self) -> Result<(), ProtocolError> {

@@ -290,7 +290,9 @@ impl Runner {
                     );
                 }
                 self.standby = None;
-                self.connecting = None;
+                if let Some((task, _)) = self.connecting.take() {
+                    task.abort();
+                }
                 active.link.finish(true);
                 self.finishing = true;
             }

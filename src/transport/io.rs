@@ -2,6 +2,7 @@
 //! slices go to the kernel (or TLS) in one call, never copied into a staging buffer.
 
 use std::io::{self, IoSlice};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -41,4 +42,17 @@ where
         endpoint.advance(n);
     }
     Ok(())
+}
+
+/// What the driver feeds a handshake: the wall-clock time in ms (wrapping) and filler bytes.
+/// The filler only has to differ between connections, not be secret.
+pub(crate) fn handshake_seed() -> (u32, [u8; 64]) {
+    let mut random = [0u8; 64];
+    if let Err(e) = getrandom::fill(&mut random) {
+        log::debug!("no OS randomness for the handshake filler: {e}");
+    }
+    let epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u32);
+    (epoch, random)
 }

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::io::{flush_all, write_some};
+use super::io::{flush_all, handshake_seed, write_some};
 use super::stream::{dial, Stream};
 use super::url::RtmpUrl;
 use super::LinkError;
@@ -103,14 +103,7 @@ pub async fn establish(url: &RtmpUrl, options: &LinkOptions) -> Result<Establish
         let mut config = PublishConfig::new(&url.app, &url.tc_url(), url.key());
         config.announce_reconnect = options.announce_reconnect;
         config.fourcc_list.clone_from(&options.fourcc_list);
-        let mut random = [0u8; 64];
-        if let Err(e) = getrandom::fill(&mut random) {
-            // The filler only has to differ between connections, not be secret.
-            log::debug!("no OS randomness for the handshake filler: {e}");
-        }
-        let epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u32);
+        let (epoch, random) = handshake_seed();
         let mut publisher = Publisher::new(config, epoch, &random);
         let mut early_events = Vec::new();
         let mut buf = BytesMut::with_capacity(16 * 1024);
