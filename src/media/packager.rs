@@ -25,21 +25,6 @@ impl VideoCodec {
             Self::Av1 => "av01",
         }
     }
-
-    /// Whether this codec needs Enhanced RTMP (and so `fourCcList` in `connect`).
-    pub fn is_enhanced(self) -> bool {
-        self != Self::H264
-    }
-
-    /// The codec for an OBS encoder codec name (`h264`, `hevc`, `av1`).
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "h264" => Some(Self::H264),
-            "hevc" => Some(Self::Hevc),
-            "av1" => Some(Self::Av1),
-            _ => None,
-        }
-    }
 }
 
 const FRAME_KEY: u8 = 1;

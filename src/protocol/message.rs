@@ -3,7 +3,7 @@
 use bytes::{Buf, BufMut, Bytes};
 use thiserror::Error;
 
-use super::amf0::{self, Amf0Error, Value};
+use super::amf0::{Amf0Error, Value};
 
 /// Message type ids.
 pub mod type_id {
@@ -252,16 +252,6 @@ impl Message {
             Self::Other(type_id) => (*type_id, Bytes::new()),
         }
     }
-}
-
-/// Builds the body of `@setDataFrame onMetaData` from the properties.
-pub fn set_data_frame(properties: Vec<(String, Value)>) -> Bytes {
-    amf0::encode_all(&[
-        Value::String("@setDataFrame".into()),
-        Value::String("onMetaData".into()),
-        Value::EcmaArray(properties),
-    ])
-    .into()
 }
 
 #[cfg(test)]

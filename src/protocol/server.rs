@@ -258,11 +258,6 @@ impl ServerSession {
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()
     }
-
-    /// Total bytes received from the publisher.
-    pub fn bytes_received(&self) -> u64 {
-        self.wire.bytes_in()
-    }
 }
 
 fn status(level: &str, code: &str, description: &str, extra: Vec<(String, Value)>) -> Value {

@@ -170,11 +170,6 @@ impl Wire {
     pub(crate) fn acked_out(&self) -> u64 {
         self.acked_out
     }
-
-    /// Total bytes received.
-    pub(crate) fn bytes_in(&self) -> u64 {
-        self.bytes_in
-    }
 }
 
 #[cfg(test)]
@@ -204,7 +199,7 @@ mod tests {
         let raw = reader.read(&mut BytesMut::from(&out[..])).unwrap().unwrap();
         assert_eq!(
             Message::decode(raw.type_id, raw.payload).unwrap(),
-            Message::Acknowledgement(wire.bytes_in() as u32)
+            Message::Acknowledgement(wire.bytes_in as u32)
         );
     }
 
