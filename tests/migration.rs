@@ -710,3 +710,102 @@ fn cli_ingest_schedules_reconnect_requests() {
         "{publisher}"
     );
 }
+
+/// A bare-bones server built on the sans-IO [`ServerSession`]: accepts every publish and,
+/// on the first connection after 30 media messages, sends Go Away, a Reconnect Request and
+/// Go Away again at once. Returns how many connections published.
+async fn noisy_server(listener: tokio::net::TcpListener) -> usize {
+    use obs_goaway::protocol::{ServerEvent, ServerSession, Transmit};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut connections = 0;
+    loop {
+        let accepted = tokio::time::timeout(Duration::from_secs(3), listener.accept()).await;
+        let Ok(Ok((mut socket, _))) = accepted else {
+            return connections;
+        };
+        connections += 1;
+        let first = connections == 1;
+        tokio::spawn(async move {
+            let mut session = ServerSession::new(0, b"noisy");
+            let mut buf = vec![0u8; 65536];
+            let mut media = 0;
+            loop {
+                let n = match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if session.handle_input(&buf[..n]).is_err() {
+                    return;
+                }
+                while let Some(event) = session.poll_event() {
+                    match event {
+                        ServerEvent::PublishRequested { .. } => session.accept_publish(),
+                        ServerEvent::Media(_) => {
+                            media += 1;
+                            if first && media == 30 {
+                                session.send_go_away();
+                                session.send_reconnect_request(None, "again");
+                                session.send_go_away();
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let mut slices = [std::io::IoSlice::new(&[]); 64];
+                let count = session.io_slices(&mut slices);
+                let out: Vec<u8> = slices[..count]
+                    .iter()
+                    .flat_map(|s| s.iter().copied())
+                    .collect();
+                if socket.write_all(&out).await.is_err() {
+                    return;
+                }
+                session.advance(out.len());
+            }
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_during_a_move_are_coalesced() {
+    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let url = RtmpUrl::parse(&format!(
+        "rtmp://{}/live/noisy",
+        listener.local_addr().unwrap()
+    ))
+    .unwrap();
+    let server = tokio::spawn(noisy_server(listener));
+    let (sender, receiver) = session::packet_channel(256);
+    let feeder = feed(synthetic(3000, 500, true, true), sender, 10.0);
+    let report = session::run(SessionConfig::new(url), receiver, None)
+        .await
+        .unwrap();
+    feeder.join().unwrap();
+    assert_eq!(
+        report.cutovers.len(),
+        1,
+        "three signals, one move: {:?}",
+        report.cutovers
+    );
+    assert_eq!(server.await.unwrap(), 2, "one new connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_over_ipv6_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ingest_config(dir.path());
+    config.listeners[0].addr = "[::1]:0".parse().unwrap();
+    let ingest = Ingest::start(config).await.unwrap();
+    assert!(ingest.local_addrs()[0].is_ipv6());
+    let outcome = publish(
+        &ingest,
+        "six",
+        synthetic(4000, 500, true, true),
+        4.0,
+        &[(Duration::from_millis(400), SignalKind::GoAway)],
+        |_| {},
+    )
+    .await;
+    assert_lossless(&outcome);
+    assert_eq!(outcome.report.cutovers.len(), 1);
+}
