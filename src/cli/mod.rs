@@ -72,6 +72,12 @@ pub(crate) fn read_flv(path: &PathBuf) -> Result<Vec<obs_goaway::media::Tag>, St
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// A duration from a command-line number of seconds, with the flag's name in any error.
+pub(crate) fn seconds(value: f64, flag: &str) -> Result<std::time::Duration, String> {
+    std::time::Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("{flag} must be a number of seconds >= 0, not {value}"))
+}
+
 /// Human-readable byte count.
 pub(crate) fn bytes(n: u64) -> String {
     match n {

@@ -45,6 +45,18 @@ pub(crate) struct PublishArgs {
     /// Reconnection attempts after an unplanned drop.
     #[arg(long, default_value_t = 25)]
     max_retries: u32,
+    /// Seconds before the first reconnection attempt (then x1.5 each time).
+    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    retry_delay: f64,
+    /// Longest wait between reconnection attempts.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    max_retry_delay: f64,
+    /// Media kept for resuming after a drop, in seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    buffer_secs: f64,
+    /// Media kept for resuming after a drop, in MiB (whichever limit is hit first).
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    buffer_mib: usize,
 }
 
 /// The Enhanced RTMP FourCCs of the first video tags, for `fourCcList`.
@@ -94,8 +106,12 @@ pub(crate) async fn run(args: PublishArgs, quiet: bool) -> Result<ExitCode, Stri
         config.mode = MigrationMode::BreakBeforeMake;
     }
     config.rebase_timestamps = args.rebase_timestamps;
-    config.keyframe_deadline = Duration::from_secs_f64(args.keyframe_deadline.max(0.0));
+    config.keyframe_deadline = super::seconds(args.keyframe_deadline, "--keyframe-deadline")?;
     config.reconnect.max_retries = args.max_retries;
+    config.reconnect.initial_delay = super::seconds(args.retry_delay, "--retry-delay")?;
+    config.reconnect.max_delay = super::seconds(args.max_retry_delay, "--max-retry-delay")?;
+    config.buffer.max_duration = super::seconds(args.buffer_secs, "--buffer-secs")?;
+    config.buffer.max_bytes = args.buffer_mib.saturating_mul(1 << 20);
     config.live_source = args.realtime;
 
     let (sender, receiver) = session::packet_channel(256);

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 
@@ -42,15 +41,9 @@ pub(crate) struct ServeArgs {
     /// Refuse a second publisher of a live key even after signalling (like nginx-rtmp).
     #[arg(long)]
     refuse_takeover: bool,
-}
-
-fn seconds(value: Option<f64>, flag: &str) -> Result<Option<Duration>, String> {
-    value
-        .map(|s| {
-            Duration::try_from_secs_f64(s)
-                .map_err(|_| format!("{flag} must be a positive number of seconds"))
-        })
-        .transpose()
+    /// Close connections that send nothing for this many seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    idle_timeout: f64,
 }
 
 pub(crate) async fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode, String> {
@@ -82,12 +75,19 @@ pub(crate) async fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode, String
         listeners,
         record_dir: args.record.clone(),
         signal: args.signal,
-        signal_after: seconds(args.goaway_after, "--goaway-after")?,
-        signal_every: seconds(args.goaway_every, "--goaway-every")?,
+        signal_after: args
+            .goaway_after
+            .map(|s| super::seconds(s, "--goaway-after"))
+            .transpose()?,
+        signal_every: args
+            .goaway_every
+            .map(|s| super::seconds(s, "--goaway-every"))
+            .transpose()?,
         redirect: args.redirect,
         refuse_takeover: args.refuse_takeover,
         close_after_signal: None,
         drop_after: None,
+        idle_timeout: super::seconds(args.idle_timeout, "--idle-timeout")?,
     };
     let ingest = Ingest::start(config).await.map_err(|e| e.to_string())?;
     for (addr, tls) in ingest.local_addrs().iter().zip(

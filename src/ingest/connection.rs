@@ -91,6 +91,8 @@ impl Connection {
         let mut next_signal = None;
         let mut close_at = None;
         let mut closing = false;
+        let idle_timeout = self.registry.config.idle_timeout;
+        let mut last_input = tokio::time::Instant::now();
         loop {
             if closing && session.queued() == 0 {
                 return Ok(());
@@ -101,6 +103,7 @@ impl Connection {
                         return Ok(());
                     }
                     let arrival = Instant::now();
+                    last_input = tokio::time::Instant::now();
                     session.handle_input(&input)?;
                     input.clear();
                     while let Some(event) = session.poll_event() {
@@ -151,6 +154,9 @@ impl Connection {
                     if let Some(delay) = self.registry.config.close_after_signal {
                         close_at = Some(tokio::time::Instant::now() + delay);
                     }
+                }
+                () = tokio::time::sleep_until(last_input + idle_timeout) => {
+                    return Err(LinkError::Stalled("the publisher sent nothing"));
                 }
                 () = wait_until(close_at), if close_at.is_some() => {
                     log::info!("connection {}: closing as configured", self.conn);

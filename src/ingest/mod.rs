@@ -81,6 +81,9 @@ pub struct IngestConfig {
     /// Drop each publisher's connection this long after it starts, without any signal: an
     /// unplanned restart, as publishers without Go Away live through today.
     pub drop_after: Option<Duration>,
+    /// Close a connection that sends nothing for this long, so a publisher that vanished
+    /// without closing does not hold its stream key forever.
+    pub idle_timeout: Duration,
 }
 
 impl IngestConfig {
@@ -96,6 +99,7 @@ impl IngestConfig {
             refuse_takeover: false,
             close_after_signal: None,
             drop_after: None,
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
