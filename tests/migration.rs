@@ -713,8 +713,9 @@ fn cli_ingest_schedules_reconnect_requests() {
 
 /// A bare-bones server built on the sans-IO [`ServerSession`]: accepts every publish and,
 /// on the first connection after 30 media messages, sends Go Away, a Reconnect Request and
-/// Go Away again at once. Returns how many connections published.
-async fn noisy_server(listener: tokio::net::TcpListener) -> usize {
+/// Go Away again at once; with `signal_second`, the second connection gets Go Away as soon
+/// as it publishes (while it is still the standby). Returns how many connections published.
+async fn noisy_server(listener: tokio::net::TcpListener, signal_second: bool) -> usize {
     use obs_goaway::protocol::{ServerEvent, ServerSession, Transmit};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut connections = 0;
@@ -725,6 +726,7 @@ async fn noisy_server(listener: tokio::net::TcpListener) -> usize {
         };
         connections += 1;
         let first = connections == 1;
+        let second = connections == 2;
         tokio::spawn(async move {
             let mut session = ServerSession::new(0, b"noisy");
             let mut buf = vec![0u8; 65536];
@@ -739,7 +741,12 @@ async fn noisy_server(listener: tokio::net::TcpListener) -> usize {
                 }
                 while let Some(event) = session.poll_event() {
                     match event {
-                        ServerEvent::PublishRequested { .. } => session.accept_publish(),
+                        ServerEvent::PublishRequested { .. } => {
+                            session.accept_publish();
+                            if second && signal_second {
+                                session.send_go_away();
+                            }
+                        }
                         ServerEvent::Media(_) => {
                             media += 1;
                             if first && media == 30 {
@@ -774,7 +781,7 @@ async fn signals_during_a_move_are_coalesced() {
         listener.local_addr().unwrap()
     ))
     .unwrap();
-    let server = tokio::spawn(noisy_server(listener));
+    let server = tokio::spawn(noisy_server(listener, false));
     let (sender, receiver) = session::packet_channel(256);
     let feeder = feed(synthetic(3000, 500, true, true), sender, 10.0);
     let report = session::run(SessionConfig::new(url), receiver, None)
@@ -788,6 +795,25 @@ async fn signals_during_a_move_are_coalesced() {
         report.cutovers
     );
     assert_eq!(server.await.unwrap(), 2, "one new connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_from_the_new_server_moves_the_stream_again_after_the_switch() {
+    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let url = RtmpUrl::parse(&format!(
+        "rtmp://{}/live/twice",
+        listener.local_addr().unwrap()
+    ))
+    .unwrap();
+    let server = tokio::spawn(noisy_server(listener, true));
+    let (sender, receiver) = session::packet_channel(256);
+    let feeder = feed(synthetic(3000, 500, true, true), sender, 10.0);
+    let report = session::run(SessionConfig::new(url), receiver, None)
+        .await
+        .unwrap();
+    feeder.join().unwrap();
+    assert_eq!(report.cutovers.len(), 2, "{:?}", report.cutovers);
+    assert_eq!(server.await.unwrap(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

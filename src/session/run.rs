@@ -56,6 +56,7 @@ pub async fn run(
         retry: None,
         attempts: 0,
         migration: None,
+        standby_signal: None,
         lost_at: None,
         preamble: VecDeque::new(),
         finishing: false,
@@ -138,6 +139,8 @@ struct Runner {
     retry: Option<(Instant, Purpose)>,
     attempts: u32,
     migration: Option<Migration>,
+    /// A move request the standby connection's server sent before the switch.
+    standby_signal: Option<Event>,
     lost_at: Option<Loss>,
     /// Headers to send on the active link before the tag at the cursor.
     preamble: VecDeque<Tag>,
@@ -253,7 +256,6 @@ impl Runner {
         let lost = self.buffer.enforce_limits(self.cursor);
         if lost > 0 {
             self.report.lost += lost;
-            self.cursor = self.cursor.max(self.buffer.first());
             log::warn!("buffer limit reached: dropped {lost} unsent frames");
             self.emit(SessionEvent::FramesDropped { count: lost });
         }
@@ -348,6 +350,9 @@ impl Runner {
             CutoverKind::MakeBeforeBreak,
             0,
         );
+        if let Some(event) = self.standby_signal.take() {
+            self.on_server_event(event);
+        }
     }
 
     /// Break-before-make: close the old link at the cursor (a keyframe), connect after it
@@ -483,23 +488,30 @@ impl Runner {
         }
     }
 
-    fn on_active_event(&mut self, event: Option<LinkEvent>) -> Result<(), SessionError> {
+    /// What the active connection's server said.
+    fn on_server_event(&mut self, event: Event) {
         match event {
-            Some(LinkEvent::Server(Event::GoAway)) => self.start_migration(Cause::GoAway, None),
-            Some(LinkEvent::Server(Event::ReconnectRequest {
+            Event::GoAway => self.start_migration(Cause::GoAway, None),
+            Event::ReconnectRequest {
                 tc_url,
                 description,
-            })) => {
+            } => {
                 log::info!(
                     "server requests reconnect{}",
                     description.map(|d| format!(": {d}")).unwrap_or_default()
                 );
                 self.start_migration(Cause::ReconnectRequest, tc_url.as_deref());
             }
-            Some(LinkEvent::Server(Event::Status { code, description })) => {
+            Event::Status { code, description } => {
                 log::info!("server status {code} {}", description.unwrap_or_default());
             }
-            Some(LinkEvent::Server(_)) => {}
+            Event::Connected | Event::Publishing => {}
+        }
+    }
+
+    fn on_active_event(&mut self, event: Option<LinkEvent>) -> Result<(), SessionError> {
+        match event {
+            Some(LinkEvent::Server(event)) => self.on_server_event(event),
             Some(LinkEvent::Closed(Ok(()))) if self.finishing => self.active = None,
             Some(LinkEvent::Closed(result)) => {
                 let error = result.err().unwrap_or(LinkError::ClosedByServer);
@@ -573,13 +585,17 @@ impl Runner {
 
     fn on_standby_event(&mut self, event: Option<LinkEvent>) {
         match event {
-            Some(LinkEvent::Server(event)) => {
-                log::debug!(
-                    "ignoring {event:?} from the standby connection (migration in progress)"
+            Some(LinkEvent::Server(event @ (Event::GoAway | Event::ReconnectRequest { .. }))) => {
+                // The new server wants the stream elsewhere too: move on after the switch.
+                log::info!(
+                    "the new connection's server sent {event:?}; moving again after the switch"
                 );
+                self.standby_signal = Some(event);
             }
+            Some(LinkEvent::Server(_)) => {}
             Some(LinkEvent::Closed(result)) => {
                 self.standby = None;
+                self.standby_signal = None;
                 if let Err(error) = result {
                     log::warn!("standby connection failed before the switch: {error}");
                 }
