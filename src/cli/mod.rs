@@ -36,8 +36,11 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
-pub(crate) fn init_logging(verbose: u8, quiet: bool) {
-    let default = match (quiet, verbose) {
+/// Logs go to stderr as `goaway: level: message`; `RUST_LOG` overrides the level. The
+/// ingest logs connections and signals by default: that is its status output.
+pub(crate) fn init_logging(args: &Args) {
+    let base = u8::from(matches!(args.command, Command::Serve(_)));
+    let default = match (args.quiet, args.verbose + base) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",

@@ -1,5 +1,6 @@
 //! `goaway publish INPUT.flv URL`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -126,13 +127,15 @@ pub(crate) async fn run(args: PublishArgs, quiet: bool) -> Result<ExitCode, Stri
     let (event_tx, mut event_rx) = mpsc::unbounded_channel();
     let started = Instant::now();
     let mut session = tokio::spawn(session::run(config, receiver, Some(event_tx)));
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    // On a terminal one status line updates every second; in a log, a line every 10 s.
+    let tty = std::io::stderr().is_terminal();
+    let mut ticker = tokio::time::interval(Duration::from_secs(if tty { 1 } else { 10 }));
     ticker.tick().await;
     let result = loop {
         tokio::select! {
             result = &mut session => break result.map_err(|e| format!("session task failed: {e}"))?,
-            Some(event) = event_rx.recv() => if !quiet { print_event(&event) },
-            _ = ticker.tick() => if !quiet { print_progress(&progress, started) },
+            Some(event) = event_rx.recv() => if !quiet { clear_status(tty); print_event(&event) },
+            _ = ticker.tick() => if !quiet { print_progress(&progress, started, tty) },
         }
     };
     let source_result = source
@@ -141,6 +144,7 @@ pub(crate) async fn run(args: PublishArgs, quiet: bool) -> Result<ExitCode, Stri
     let report = result.map_err(|e| e.to_string())?;
     source_result.map_err(|e| format!("{}: {e}", args.input.display()))?;
     if !quiet {
+        clear_status(tty);
         let elapsed = started.elapsed().as_secs_f64();
         eprintln!(
             "goaway: published {} frames ({}) in {:.2} s ({:.1} Mb/s); {} connection(s), {} move(s), {} duplicated, {} lost",
@@ -161,16 +165,28 @@ pub(crate) async fn run(args: PublishArgs, quiet: bool) -> Result<ExitCode, Stri
     })
 }
 
-fn print_progress(progress: &SourceProgress, started: Instant) {
+fn print_progress(progress: &SourceProgress, started: Instant, tty: bool) {
     let bytes = progress.bytes.load(Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
-    eprintln!(
+    let line = format!(
         "goaway: {} frames, {}, {:.1} Mb/s, media time {:.1} s",
         progress.frames.load(Ordering::Relaxed),
         super::bytes(bytes),
         bytes as f64 * 8.0 / elapsed / 1e6,
         progress.timestamp.load(Ordering::Relaxed) as f64 / 1000.0,
     );
+    if tty {
+        eprint!("\r\x1b[K{line}");
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+/// Erases the updating status line before other output.
+fn clear_status(tty: bool) {
+    if tty {
+        eprint!("\r\x1b[K");
+    }
 }
 
 fn print_event(event: &SessionEvent) {

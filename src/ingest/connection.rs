@@ -125,6 +125,7 @@ impl Connection {
                                 };
                                 match self.registry.claim(&key, claim) {
                                     Ok(()) => {
+                                        log::info!("connection {}: publishing", self.conn);
                                         session.accept_publish();
                                         next_signal = self.first_signal_at();
                                         close_at = self.registry.config.drop_after.map(|d| tokio::time::Instant::now() + d);
