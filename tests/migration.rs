@@ -773,47 +773,42 @@ async fn noisy_server(listener: tokio::net::TcpListener, signal_second: bool) ->
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signals_during_a_move_are_coalesced() {
+/// Publishes 3 s of synthetic media to a [`noisy_server`]; returns the session's report and
+/// how many connections the server saw.
+async fn publish_to_noisy_server(key: &str, signal_second: bool) -> (Report, usize) {
     let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
     let url = RtmpUrl::parse(&format!(
-        "rtmp://{}/live/noisy",
+        "rtmp://{}/live/{key}",
         listener.local_addr().unwrap()
     ))
     .unwrap();
-    let server = tokio::spawn(noisy_server(listener, false));
+    let server = tokio::spawn(noisy_server(listener, signal_second));
     let (sender, receiver) = session::packet_channel(256);
     let feeder = feed(synthetic(3000, 500, true, true), sender, 10.0);
     let report = session::run(SessionConfig::new(url), receiver, None)
         .await
         .unwrap();
     feeder.join().unwrap();
+    (report, server.await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_during_a_move_are_coalesced() {
+    let (report, connections) = publish_to_noisy_server("noisy", false).await;
     assert_eq!(
         report.cutovers.len(),
         1,
         "three signals, one move: {:?}",
         report.cutovers
     );
-    assert_eq!(server.await.unwrap(), 2, "one new connection");
+    assert_eq!(connections, 2, "one new connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signal_from_the_new_server_moves_the_stream_again_after_the_switch() {
-    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
-    let url = RtmpUrl::parse(&format!(
-        "rtmp://{}/live/twice",
-        listener.local_addr().unwrap()
-    ))
-    .unwrap();
-    let server = tokio::spawn(noisy_server(listener, true));
-    let (sender, receiver) = session::packet_channel(256);
-    let feeder = feed(synthetic(3000, 500, true, true), sender, 10.0);
-    let report = session::run(SessionConfig::new(url), receiver, None)
-        .await
-        .unwrap();
-    feeder.join().unwrap();
+    let (report, connections) = publish_to_noisy_server("twice", true).await;
     assert_eq!(report.cutovers.len(), 2, "{:?}", report.cutovers);
-    assert_eq!(server.await.unwrap(), 3);
+    assert_eq!(connections, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,20 +38,25 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Every certificate in a PEM file; none is an error.
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsConfigError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, e))?;
+    if certs.is_empty() {
+        return Err(pem_error(path, "no certificates found"));
+    }
+    Ok(certs)
+}
+
 /// Client configuration trusting the webpki roots and, if given, the CAs in `ca_file`.
 pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsConfigError> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     if let Some(path) = ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| pem_error(path, e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| pem_error(path, e))?;
-        if certs.is_empty() {
-            return Err(pem_error(path, "no certificates found"));
-        }
-        for cert in certs {
+        for cert in certificates(path)? {
             roots.add(cert)?;
         }
     }
@@ -67,13 +72,7 @@ pub fn server_config(
     cert_file: &Path,
     key_file: &Path,
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
-    let certs = CertificateDer::pem_file_iter(cert_file)
-        .map_err(|e| pem_error(cert_file, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(cert_file, e))?;
-    if certs.is_empty() {
-        return Err(pem_error(cert_file, "no certificates found"));
-    }
+    let certs = certificates(cert_file)?;
     let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| pem_error(key_file, e))?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
