@@ -19,6 +19,9 @@ const MAX_CHUNK_SIZE: u32 = 0x7fff_ffff;
 const EXTENDED: u32 = 0x00ff_ffff;
 /// A peer that opens more chunk streams than this is misbehaving (real peers use under 10).
 const MAX_OPEN_STREAMS: usize = 256;
+/// Bytes of unfinished messages held at once, over all chunk streams: bounds what a peer
+/// can make us buffer by starting large messages and never finishing them.
+const MAX_PENDING: usize = 64 << 20;
 
 /// One RTMP message as the chunk layer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +50,9 @@ pub enum ChunkError {
     /// The peer opened far more chunk streams than any real peer does.
     #[error("too many chunk streams open at once")]
     TooManyStreams,
+    /// The peer left too many bytes of unfinished messages.
+    #[error("more than {} MiB of unfinished messages", MAX_PENDING >> 20)]
+    TooMuchPending,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -204,6 +210,8 @@ struct InStream {
 pub struct ChunkReader {
     chunk_size: usize,
     streams: HashMap<u32, InStream>,
+    /// Sum of the streams' partial message bytes.
+    pending: usize,
 }
 
 impl Default for ChunkReader {
@@ -218,6 +226,7 @@ impl ChunkReader {
         Self {
             chunk_size: DEFAULT_CHUNK_SIZE,
             streams: HashMap::new(),
+            pending: 0,
         }
     }
 
@@ -233,6 +242,7 @@ impl ChunkReader {
     /// Applies the peer's Abort: drops the partly received message on `csid`.
     pub fn abort(&mut self, csid: u32) {
         if let Some(stream) = self.streams.get_mut(&csid) {
+            self.pending -= stream.partial.len();
             stream.partial.clear();
             stream.remaining = 0;
         }
@@ -319,6 +329,7 @@ impl ChunkReader {
             let stream = self.streams.entry(csid).or_default();
             stream.header = header;
             if starts_message {
+                self.pending -= stream.partial.len();
                 stream.partial.clear();
             }
             stream.remaining = remaining - take;
@@ -326,9 +337,14 @@ impl ChunkReader {
                 let payload = buf.split_to(take).freeze();
                 return Ok(Some(message(csid, &header, payload)));
             }
+            if self.pending + take > MAX_PENDING {
+                return Err(ChunkError::TooMuchPending);
+            }
+            self.pending += take;
             stream.partial.extend_from_slice(&buf[..take]);
             buf.advance(take);
             if stream.remaining == 0 {
+                self.pending -= stream.partial.len();
                 let payload = stream.partial.split().freeze();
                 return Ok(Some(message(csid, &header, payload)));
             }
@@ -533,6 +549,24 @@ mod tests {
         let next = msg(6, 10, 9, 50);
         let mut more = encode(&mut ChunkWriter::new(), std::slice::from_ref(&next));
         assert_eq!(reader.read(&mut more).unwrap(), Some(next));
+    }
+
+    #[test]
+    fn unfinished_messages_are_bounded() {
+        let mut writer = ChunkWriter::new();
+        writer.set_chunk_size(1 << 16);
+        let mut reader = ChunkReader::new();
+        reader.set_chunk_size(1 << 16).unwrap();
+        // Start 16 MiB messages on one chunk stream after another, never finishing any.
+        let result = (3..20).try_for_each(|csid| {
+            let mut bytes = encode(&mut writer, &[msg(csid, 0, 9, 0x00ff_ffff)]);
+            bytes.truncate(bytes.len() - 1);
+            match reader.read(&mut bytes)? {
+                None => Ok(()),
+                Some(_) => panic!("an unfinished message came out"),
+            }
+        });
+        assert_eq!(result, Err(ChunkError::TooMuchPending));
     }
 
     #[test]
