@@ -830,3 +830,34 @@ async fn moves_over_ipv6_loopback() {
     assert_lossless(&outcome);
     assert_eq!(outcome.report.cutovers.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_over_rtmps_on_the_reference_ingest() {
+    use obs_goaway::ingest::ListenerConfig;
+    use obs_goaway::transport::tls;
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_certificates(certs.path());
+    let server_tls = tls::server_config(&cert, &key).unwrap();
+    let (_dir, ingest) = ingest_with(|c| {
+        c.listeners = vec![ListenerConfig {
+            addr: loopback(),
+            tls: Some(server_tls),
+        }];
+    })
+    .await;
+    let url = RtmpUrl::parse(&format!("rtmps://{}/live/tls", ingest.local_addrs()[0])).unwrap();
+    let mut config = SessionConfig::new(url);
+    config.link.tls = Some(tls::client_config(Some(&ca)).unwrap());
+    let tags = synthetic(4000, 500, true, true);
+    let (sender, receiver) = session::packet_channel(256);
+    let feeder = feed(tags.clone(), sender, 4.0);
+    let session = tokio::spawn(session::run(config, receiver, None));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(ingest.signal_all(Some(SignalKind::ReconnectRequest)), 1);
+    let report = session.await.unwrap().unwrap();
+    feeder.join().unwrap();
+    let stats = wait_for_recording(&ingest, "tls").await;
+    assert!(compare(&tags, &read_flv(&stats.path)).is_lossless());
+    assert_eq!(report.cutovers.len(), 1);
+    assert_eq!(stats.duplicates, 0);
+}
