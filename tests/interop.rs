@@ -109,7 +109,7 @@ fn a_second_publisher_of_a_live_key_gets_the_servers_reason() {
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(1500));
     let (ok, stderr) = goaway(&["publish", SAMPLE, &url]);
     assert!(!ok);
     assert_eq!(
