@@ -470,8 +470,26 @@ impl Runner {
         };
         let d = self.draining.remove(index);
         let delivered = d.delivered.load(Ordering::Acquire).max(d.since);
+        let breaking = self
+            .migration
+            .as_ref()
+            .is_some_and(|m| m.closing == Some(id));
         if let Err(error) = result {
-            if delivered < d.until {
+            if delivered < d.until && breaking {
+                // Break-before-make: nothing was sent after it yet, so resend from the
+                // keyframe before what the old connection did not deliver.
+                let resume = self.buffer.resume_point_at_or_before(delivered);
+                let duplicates = self.buffer.frames_between(resume, delivered);
+                self.report.duplicates += duplicates;
+                self.lost_at = Some(Loss {
+                    at: Instant::now(),
+                    duplicates,
+                });
+                self.cursor = resume;
+                log::warn!(
+                    "old connection failed while closing ({error}); resending from tag {resume}"
+                );
+            } else if delivered < d.until {
                 let lost = self.buffer.frames_between(delivered, d.until);
                 self.report.lost += lost;
                 log::warn!(
@@ -479,11 +497,7 @@ impl Runner {
                 );
             }
         }
-        if self
-            .migration
-            .as_ref()
-            .is_some_and(|m| m.closing == Some(id))
-        {
+        if breaking {
             self.start_connecting(Purpose::Resume);
         }
     }
@@ -565,8 +579,6 @@ impl Runner {
             self.install(link, Some(started), cause, CutoverKind::Resumed, duplicates);
         } else if let Some((_, purpose)) = &mut self.connecting {
             *purpose = Purpose::Resume;
-        } else if self.migration.as_ref().is_some_and(|m| m.closing.is_some()) {
-            // Break-before-make already waits for the old link to go, then connects.
         } else {
             self.schedule(Purpose::Resume);
         }
