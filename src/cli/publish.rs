@@ -20,7 +20,7 @@ use obs_goaway::transport::{tls, RtmpUrl, Scheme};
 pub(crate) struct PublishArgs {
     /// FLV file to publish ("-" for standard input).
     input: PathBuf,
-    /// rtmp://host[:port]/app/key or rtmps://...
+    /// rtmp://host/app/key (port optional, default 1935) or rtmps://host/app/key (443)
     url: String,
     /// Pace by timestamps, as a live source would.
     #[arg(long)]

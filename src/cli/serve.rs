@@ -23,7 +23,7 @@ pub(crate) struct ServeArgs {
     /// Private key (PEM) for --listen-tls.
     #[arg(long, value_name = "PEM")]
     tls_key: Option<PathBuf>,
-    /// Directory for the recordings (<key>.flv).
+    /// Directory for the recordings (one KEY.flv per stream key).
     #[arg(long, value_name = "DIR")]
     record: PathBuf,
     /// Ask each publisher to move once, this many seconds after it starts.
