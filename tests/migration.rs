@@ -389,7 +389,8 @@ async fn audio_only_streams_move_at_the_next_audio_frame() {
         outcome.report.cutovers[0].kind,
         CutoverKind::MakeBeforeBreak
     );
-    assert!(outcome.report.cutovers[0].took < Duration::from_millis(500));
+    // It did not wait for a video keyframe that never comes (the 10 s deadline).
+    assert!(outcome.report.cutovers[0].took < Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -591,24 +592,39 @@ async fn a_silently_dead_path_is_detected_and_resumed_without_loss() {
     config.reconnect.initial_delay = Duration::from_millis(200);
     let tags = sample_tags();
     let (sender, receiver) = session::packet_channel(256);
+    let (event_tx, mut event_rx) = mpsc::unbounded_channel();
     let feeder = feed(tags.clone(), sender, 2.0);
-    let session = tokio::spawn(session::run(config, receiver, None));
+    let session = tokio::spawn(session::run(config, receiver, Some(event_tx)));
     tokio::time::sleep(Duration::from_millis(2500)).await;
     relay.partition();
+    let partitioned = Instant::now();
+    let detected = loop {
+        match event_rx
+            .recv()
+            .await
+            .expect("the session ended without noticing")
+        {
+            SessionEvent::ConnectionLost { error } => break (partitioned.elapsed(), error),
+            _ => continue,
+        }
+    };
+    // Far sooner than the OS gives up on a silent peer (many minutes), and while the stream
+    // still runs (7.5 s of it remain).
+    assert!(
+        detected.0 < Duration::from_secs(7),
+        "noticed after {:?}",
+        detected.0
+    );
+    assert!(detected.1.contains("stalled"), "{}", detected.1);
     let report = session.await.unwrap().expect("session failed");
     feeder.join().unwrap();
     let stats = wait_for_recording(&ingest, "mute").await;
     let comparison = compare(&tags, &read_flv(&stats.path));
     assert!(comparison.is_lossless(), "{comparison:?}");
-    let resumed = report
+    assert!(report
         .cutovers
         .iter()
-        .find(|c| c.cause == Cause::ConnectionLost)
-        .expect("the dead path was noticed");
-    assert!(
-        resumed.took < Duration::from_secs(5),
-        "noticed and resumed within seconds: {resumed:?}"
-    );
+        .any(|c| c.cause == Cause::ConnectionLost && c.kind == CutoverKind::Resumed));
 }
 
 /// `goaway serve` and `goaway publish` as a user runs them; returns the publisher's stderr
