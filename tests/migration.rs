@@ -140,14 +140,10 @@ fn assert_lossless(outcome: &Outcome) {
     assert_eq!(outcome.report.lost, 0);
 }
 
-fn ingest_config(dir: &std::path::Path) -> IngestConfig {
-    IngestConfig::new(loopback(), dir.to_path_buf())
-}
-
 /// A reference ingest on a free loopback port, recording into a fresh directory.
 async fn ingest_with(tweak: impl FnOnce(&mut IngestConfig)) -> (tempfile::TempDir, Ingest) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ingest_config(dir.path());
+    let mut config = IngestConfig::new(loopback(), dir.path().to_path_buf());
     tweak(&mut config);
     let ingest = Ingest::start(config).await.unwrap();
     (dir, ingest)
@@ -236,12 +232,7 @@ async fn reconnect_request_moves_make_before_break_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_second_publish_falls_back_to_break_before_make() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = IngestConfig {
-        refuse_takeover: true,
-        ..ingest_config(dir.path())
-    };
-    let ingest = Ingest::start(config).await.unwrap();
+    let (_dir, ingest) = ingest_with(|c| c.refuse_takeover = true).await;
     let outcome = publish(
         &ingest,
         "bbm",
@@ -281,16 +272,9 @@ async fn break_before_make_by_configuration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconnect_request_redirects_to_another_ingest() {
-    let dir_a = tempfile::tempdir().unwrap();
-    let dir_b = tempfile::tempdir().unwrap();
-    let b = Ingest::start(ingest_config(dir_b.path())).await.unwrap();
+    let (_dir_b, b) = ingest_with(|_| {}).await;
     let b_addr = b.local_addrs()[0];
-    let a = Ingest::start(IngestConfig {
-        redirect: Some(format!("//{b_addr}/live")),
-        ..ingest_config(dir_a.path())
-    })
-    .await
-    .unwrap();
+    let (_dir_a, a) = ingest_with(|c| c.redirect = Some(format!("//{b_addr}/live"))).await;
     let tags = sample_tags();
     let outcome = publish(
         &a,
@@ -316,13 +300,8 @@ async fn reconnect_request_redirects_to_another_ingest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_old_server_closing_before_the_keyframe_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start(IngestConfig {
-        close_after_signal: Some(Duration::from_millis(100)),
-        ..ingest_config(dir.path())
-    })
-    .await
-    .unwrap();
+    let (_dir, ingest) =
+        ingest_with(|c| c.close_after_signal = Some(Duration::from_millis(100))).await;
     // Keyframes every 4 s at 2x: the old connection is gone 2 s before the next one.
     let tags = synthetic(12_000, 4000, true, true);
     let outcome = publish(
@@ -829,10 +808,7 @@ async fn a_signal_from_the_new_server_moves_the_stream_again_after_the_switch() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moves_over_ipv6_loopback() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ingest_config(dir.path());
-    config.listeners[0].addr = "[::1]:0".parse().unwrap();
-    let ingest = Ingest::start(config).await.unwrap();
+    let (_dir, ingest) = ingest_with(|c| c.listeners[0].addr = "[::1]:0".parse().unwrap()).await;
     assert!(ingest.local_addrs()[0].is_ipv6());
     let outcome = publish(
         &ingest,
