@@ -13,7 +13,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{Claim, Control, Registry, SignalKind};
 use crate::protocol::{ServerEvent, ServerSession, Transmit};
-use crate::transport::io::{handshake_seed, write_some};
+use crate::transport::io::{handshake_seed, sleep_until_some, write_some};
 use crate::transport::stream::{tune_socket, Stream};
 use crate::transport::LinkError;
 
@@ -66,13 +66,6 @@ struct Connection {
     key: Option<String>,
     supports_go_away: bool,
     supports_reconnect: bool,
-}
-
-async fn wait_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
 }
 
 impl Connection {
@@ -159,11 +152,11 @@ impl Connection {
                 () = tokio::time::sleep_until(last_input + idle_timeout) => {
                     return Err(LinkError::Stalled("the publisher sent nothing"));
                 }
-                () = wait_until(close_at), if close_at.is_some() => {
+                () = sleep_until_some(close_at), if close_at.is_some() => {
                     log::info!("connection {}: closing as configured", self.conn);
                     return Ok(());
                 }
-                () = wait_until(next_signal), if next_signal.is_some() => {
+                () = sleep_until_some(next_signal), if next_signal.is_some() => {
                     next_signal = self.registry.config.signal_every.map(|every| tokio::time::Instant::now() + every);
                     if let Some(key) = &self.key {
                         self.registry.signal(Some(key), Some(self.conn), self.registry.config.signal);

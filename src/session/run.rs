@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 
 use super::retained::Retained;
 use super::{
@@ -17,6 +17,7 @@ use super::{
 };
 use crate::media::Tag;
 use crate::protocol::Event;
+use crate::transport::io::sleep_until_some;
 use crate::transport::link::{Command, Slot};
 use crate::transport::{establish, Established, Link, LinkError, LinkEvent, RtmpUrl, UrlError};
 
@@ -158,13 +159,6 @@ async fn next_event(events: Option<&mut mpsc::UnboundedReceiver<LinkEvent>>) -> 
     }
 }
 
-async fn wait_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => sleep_until(deadline).await,
-        None => pending().await,
-    }
-}
-
 impl Runner {
     fn emit(&self, event: SessionEvent) {
         if let Some(events) = &self.events {
@@ -209,8 +203,8 @@ impl Runner {
                 event = next_event(self.standby.as_mut().map(|l| l.parts().1)) => Wake::Standby(event),
                 Some((id, result)) = self.drain_rx.recv() => Wake::Drained(id, result),
                 joined = join(&mut self.connecting), if self.connecting.is_some() => Wake::Connected(Box::new(joined)),
-                () = wait_until(retry_at), if retry_at.is_some() => Wake::Retry,
-                () = wait_until(deadline), if deadline.is_some() => Wake::Deadline,
+                () = sleep_until_some(retry_at), if retry_at.is_some() => Wake::Retry,
+                () = sleep_until_some(deadline), if deadline.is_some() => Wake::Deadline,
             };
             match wake {
                 Wake::Input(tag) => self.on_input(tag),

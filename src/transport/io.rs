@@ -56,3 +56,11 @@ pub(crate) fn handshake_seed() -> (u32, [u8; 64]) {
         .map_or(0, |d| d.as_millis() as u32);
     (epoch, random)
 }
+
+/// Sleeps until `deadline`, or forever without one: a `select!` branch for an optional timer.
+pub(crate) async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::io::{flush_all, handshake_seed, write_some};
+use super::io::{flush_all, handshake_seed, sleep_until_some, write_some};
 use super::stream::{dial, Stream};
 use super::url::RtmpUrl;
 use super::LinkError;
@@ -163,13 +163,13 @@ impl Established {
         let driver = Driver {
             publisher: self.publisher,
             commands: rx,
-            events: event_tx.clone(),
+            events: event_tx,
             delivered: Arc::clone(&delivered),
             in_flight: VecDeque::new(),
             write_timeout: options.write_timeout,
             ack_timeout: options.ack_timeout,
         };
-        let task = tokio::spawn(driver.run(self.stream, event_tx));
+        let task = tokio::spawn(driver.run(self.stream));
         Link {
             url: self.url,
             tx,
@@ -258,12 +258,12 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, stream: Stream, events: mpsc::UnboundedSender<LinkEvent>) {
+    async fn run(mut self, stream: Stream) {
         let result = self.drive(stream).await;
         if let Err(error) = &result {
             log::debug!("link ended: {error}");
         }
-        let _ = events.send(LinkEvent::Closed(result));
+        let _ = self.events.send(LinkEvent::Closed(result));
     }
 
     fn mark_delivered(&mut self, acked: u64) {
@@ -283,7 +283,6 @@ impl Driver {
         let mut fin_deadline = None;
         let mut write_progress = Instant::now();
         let (mut acked, mut ack_progress) = (self.publisher.bytes_acked(), Instant::now());
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
         loop {
             let now = Instant::now();
             if self.publisher.bytes_acked() != acked {
@@ -349,10 +348,10 @@ impl Driver {
                 () = sleep_until(write_progress + self.write_timeout), if queued > 0 => {
                     return Err(LinkError::Stalled("writes made no progress"));
                 }
-                () = sleep_until(ack_deadline.unwrap_or(far)), if ack_deadline.is_some() => {
+                () = sleep_until_some(ack_deadline) => {
                     return Err(LinkError::Stalled("the server stopped acknowledging"));
                 }
-                () = sleep_until(fin_deadline.unwrap_or(far)), if fin_deadline.is_some() => {
+                () = sleep_until_some(fin_deadline) => {
                     return Ok(());
                 }
             }
