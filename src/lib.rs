@@ -53,7 +53,11 @@
 #![forbid(unused_must_use)]
 
 pub mod ingest;
+pub mod live;
 pub mod media;
+#[cfg(feature = "obs")]
+#[allow(unsafe_code)]
+pub mod obs;
 pub mod protocol;
 pub mod session;
 pub mod source;

@@ -10,6 +10,7 @@ pub mod compare;
 pub mod flv;
 pub mod hevc;
 pub mod packager;
+pub mod priority;
 mod tag;
 
 use thiserror::Error;

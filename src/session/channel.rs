@@ -12,8 +12,8 @@ use tokio::sync::Notify;
 
 use crate::media::Tag;
 
-/// Creates a channel holding at most `capacity` tags.
-pub fn packet_channel(capacity: usize) -> (PacketSender, PacketReceiver) {
+/// Creates a channel holding at most `capacity` items (tags, or OBS's encoder packets).
+pub fn packet_channel<T>(capacity: usize) -> (PacketSender<T>, PacketReceiver<T>) {
     let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
     let notify = Arc::new(Notify::new());
     (
@@ -37,16 +37,25 @@ pub enum SendError {
 }
 
 /// The producer's end. Cloneable; the session sees the end of input when every clone is gone.
-#[derive(Debug, Clone)]
-pub struct PacketSender {
+#[derive(Debug)]
+pub struct PacketSender<T = Tag> {
     /// Always `Some` until drop, which must disconnect before it wakes the session.
-    tx: Option<Sender<Tag>>,
+    tx: Option<Sender<T>>,
     notify: Arc<Notify>,
 }
 
-impl PacketSender {
-    /// Queues a tag without ever blocking (for OBS's encoder thread).
-    pub fn try_send(&self, tag: Tag) -> Result<(), SendError> {
+impl<T> Clone for PacketSender<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            notify: Arc::clone(&self.notify),
+        }
+    }
+}
+
+impl<T> PacketSender<T> {
+    /// Queues an item without ever blocking or allocating (for OBS's encoder thread).
+    pub fn try_send(&self, tag: T) -> Result<(), SendError> {
         let tx = self.tx.as_ref().ok_or(SendError::Closed)?;
         let result = tx.try_send(tag).map_err(|e| match e {
             TrySendError::Full(_) => SendError::Full,
@@ -58,7 +67,7 @@ impl PacketSender {
 
     /// Queues a tag, waiting while the channel is full (for reader threads that may wait,
     /// such as the CLI's FLV reader: this is how backpressure reaches a file source).
-    pub fn send_blocking(&self, tag: Tag) -> Result<(), SendError> {
+    pub fn send_blocking(&self, tag: T) -> Result<(), SendError> {
         let tx = self.tx.as_ref().ok_or(SendError::Closed)?;
         let result = tx.send(tag).map_err(|_| SendError::Closed);
         self.notify.notify_one();
@@ -76,7 +85,7 @@ impl PacketSender {
     }
 }
 
-impl Drop for PacketSender {
+impl<T> Drop for PacketSender<T> {
     fn drop(&mut self) {
         // Disconnect first, then wake the session: woken earlier, it could find the
         // channel empty but still connected and go back to sleep for good.
@@ -85,18 +94,33 @@ impl Drop for PacketSender {
     }
 }
 
-/// The session's end.
+/// The session's end. A clone shares the same queue (each item goes to one receiver), so an
+/// owner can keep one for the channel's whole life and lend clones to successive sessions.
 #[derive(Debug)]
-pub struct PacketReceiver {
-    rx: Receiver<Tag>,
+pub struct PacketReceiver<T = Tag> {
+    rx: Receiver<T>,
     notify: Arc<Notify>,
 }
 
-impl PacketReceiver {
-    /// The next tag; `None` once every sender is gone and the channel is empty.
+impl<T> Clone for PacketReceiver<T> {
+    fn clone(&self) -> Self {
+        Self {
+            rx: self.rx.clone(),
+            notify: Arc::clone(&self.notify),
+        }
+    }
+}
+
+impl<T: Send> PacketReceiver<T> {
+    /// An item if one is waiting.
+    pub fn try_recv(&mut self) -> Option<T> {
+        self.rx.try_recv().ok()
+    }
+
+    /// The next item; `None` once every sender is gone and the channel is empty.
     ///
-    /// Cancel-safe: a tag is only taken when this returns it.
-    pub async fn recv(&mut self) -> Option<Tag> {
+    /// Cancel-safe: an item is only taken when this returns it.
+    pub async fn recv(&mut self) -> Option<T> {
         loop {
             match self.rx.try_recv() {
                 Ok(tag) => return Some(tag),

@@ -22,19 +22,40 @@
 //! servers that treat every connection as a new stream.
 
 mod channel;
+mod congestion;
+mod handle;
 mod retained;
 mod run;
 
 use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 
 pub use channel::{packet_channel, PacketReceiver, PacketSender, SendError};
+pub use congestion::DropThresholds;
+pub use handle::{SessionHandle, Status};
 pub use retained::BufferLimits;
 pub use run::run;
 
+use crate::media::Tag;
 use crate::transport::{LinkError, LinkOptions, RtmpUrl};
+
+/// Where a session's tags come from: a [`PacketReceiver`] of tags, or an adapter that
+/// packages something else (OBS's encoder packets) on the session's side of the channel.
+pub trait TagInput: Send + 'static {
+    /// The next tag; `None` once the input has ended. Must be cancel-safe: a tag is only
+    /// taken from the input when this returns it.
+    fn next_tag(&mut self) -> impl Future<Output = Option<Tag>> + Send;
+}
+
+impl TagInput for PacketReceiver<Tag> {
+    fn next_tag(&mut self) -> impl Future<Output = Option<Tag>> + Send {
+        self.recv()
+    }
+}
 
 /// How a planned migration moves the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +67,13 @@ pub enum MigrationMode {
     BreakBeforeMake,
 }
 
-/// Reconnection after an unplanned drop: OBS's defaults.
+/// Reconnection after an unplanned drop: one attempt at once (most drops are a server
+/// restarting, and every second of waiting is a second of stall), then OBS's backoff.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReconnectPolicy {
-    /// Delay before the first attempt.
+    /// Make the first attempt without waiting.
+    pub immediate_first: bool,
+    /// Delay before the first delayed attempt.
     pub initial_delay: Duration,
     /// Growth of the delay per failed attempt.
     pub factor: f64,
@@ -62,6 +86,7 @@ pub struct ReconnectPolicy {
 impl Default for ReconnectPolicy {
     fn default() -> Self {
         Self {
+            immediate_first: true,
             initial_delay: Duration::from_secs(2),
             factor: 1.5,
             max_delay: Duration::from_secs(30),
@@ -73,6 +98,11 @@ impl Default for ReconnectPolicy {
 impl ReconnectPolicy {
     /// The delay before attempt `attempt` (0-based).
     pub fn delay(&self, attempt: u32) -> Duration {
+        let attempt = match (self.immediate_first, attempt) {
+            (true, 0) => return Duration::ZERO,
+            (true, n) => n - 1,
+            (false, n) => n,
+        };
         let scaled = self.initial_delay.as_secs_f64() * self.factor.powi(attempt.min(64) as i32);
         Duration::from_secs_f64(scaled.min(self.max_delay.as_secs_f64()))
     }
@@ -95,9 +125,14 @@ pub struct SessionConfig {
     pub reconnect: ReconnectPolicy,
     /// What may be kept in memory for resuming.
     pub buffer: BufferLimits,
-    /// Whether the producer is live (cannot wait): while no connection is up, a live
-    /// producer's packets are buffered; a file source is simply not read.
+    /// Whether the producer is live (cannot wait): its packets are always taken at once and
+    /// buffered; a file source is only read as fast as the connection sends.
     pub live_source: bool,
+    /// Drop video when unsent media piles up (a live source on a slow connection), as OBS
+    /// does; `None` never drops.
+    pub congestion: Option<DropThresholds>,
+    /// Figures and requests shared with the session's owner.
+    pub handle: Arc<SessionHandle>,
 }
 
 impl SessionConfig {
@@ -112,6 +147,8 @@ impl SessionConfig {
             reconnect: ReconnectPolicy::default(),
             buffer: BufferLimits::default(),
             live_source: true,
+            congestion: None,
+            handle: Arc::default(),
         }
     }
 }
@@ -125,6 +162,8 @@ pub enum Cause {
     ReconnectRequest,
     /// The connection died without warning.
     ConnectionLost,
+    /// The user asked to switch servers.
+    UserRequest,
 }
 
 impl fmt::Display for Cause {
@@ -133,6 +172,7 @@ impl fmt::Display for Cause {
             Self::GoAway => "go-away",
             Self::ReconnectRequest => "reconnect-request",
             Self::ConnectionLost => "connection-lost",
+            Self::UserRequest => "user-request",
         })
     }
 }

@@ -142,6 +142,33 @@ impl Retained {
         Some(tag)
     }
 
+    /// Removes unsent tags (at or after `cursor`) that `keep` rejects; returns how many
+    /// frames went. Safe because no connection has been given a sequence number at or after
+    /// the cursor yet.
+    pub(crate) fn drop_unsent(&mut self, cursor: u64, mut keep: impl FnMut(&Tag) -> bool) -> u64 {
+        let Ok(index) = usize::try_from(cursor.saturating_sub(self.first_seq)) else {
+            return 0;
+        };
+        if index >= self.tags.len() {
+            return 0;
+        }
+        let mut dropped = 0;
+        for tag in self.tags.split_off(index) {
+            if keep(&tag) {
+                self.tags.push_back(tag);
+            } else {
+                self.bytes -= tag.data.len();
+                dropped += u64::from(tag.is_frame());
+            }
+        }
+        dropped
+    }
+
+    /// Payload bytes held now.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Enforces the limits by dropping whole groups of pictures from the front; returns
     /// how many frames at or after `cursor` (never sent anywhere) were dropped.
     pub(crate) fn enforce_limits(&mut self, cursor: u64) -> u64 {

@@ -10,10 +10,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::congestion::Congestion;
 use super::retained::Retained;
 use super::{
-    Cause, Cutover, CutoverKind, MigrationMode, PacketReceiver, Report, SessionConfig,
-    SessionError, SessionEvent,
+    Cause, Cutover, CutoverKind, MigrationMode, Report, SessionConfig, SessionError, SessionEvent,
+    TagInput,
 };
 use crate::media::Tag;
 use crate::protocol::Event;
@@ -29,9 +30,9 @@ const KEY_RELEASE_RETRY: Duration = Duration::from_millis(100);
 /// stream cleanly (FCUnpublish, deleteStream).
 ///
 /// The first connection's failure is returned at once; later failures are retried.
-pub async fn run(
+pub async fn run<I: TagInput>(
     config: SessionConfig,
-    input: PacketReceiver,
+    input: I,
     events: Option<mpsc::UnboundedSender<SessionEvent>>,
 ) -> Result<Report, SessionError> {
     let first = establish(&config.url, &config.link)
@@ -44,6 +45,7 @@ pub async fn run(
     let mut runner = Runner {
         url: config.url.clone(),
         buffer: Retained::new(config.buffer),
+        congestion: config.congestion.map(Congestion::new),
         config,
         input,
         cursor: 0,
@@ -120,14 +122,17 @@ enum Wake {
     Connected(Box<(Result<Established, LinkError>, Purpose)>),
     Retry,
     Deadline,
+    MoveRequested,
 }
 
-struct Runner {
+struct Runner<I> {
     config: SessionConfig,
     /// Where the stream goes now (changes with redirects).
     url: RtmpUrl,
-    input: PacketReceiver,
+    input: I,
     buffer: Retained,
+    /// Live sources: what to drop when the connection falls behind.
+    congestion: Option<Congestion>,
     /// The next stream tag to send on the active link.
     cursor: u64,
     input_done: bool,
@@ -159,7 +164,7 @@ async fn next_event(events: Option<&mut mpsc::UnboundedReceiver<LinkEvent>>) -> 
     }
 }
 
-impl Runner {
+impl<I: TagInput> Runner<I> {
     fn emit(&self, event: SessionEvent) {
         if let Some(events) = &self.events {
             let _ = events.send(event);
@@ -175,10 +180,7 @@ impl Runner {
             }
             let caught_up = self.preamble.is_empty() && self.cursor == self.buffer.end();
             let want_input = !self.input_done
-                && match &self.active {
-                    Some(_) => caught_up,
-                    None => self.config.live_source,
-                };
+                && (self.config.live_source || (self.active.is_some() && caught_up));
             let sending = !caught_up && !self.finishing;
             let deadline = self
                 .migration
@@ -196,8 +198,9 @@ impl Runner {
                 }
                 None => (None, None),
             };
+            let handle = Arc::clone(&self.config.handle);
             let wake = tokio::select! {
-                tag = self.input.recv(), if want_input => Wake::Input(tag),
+                tag = self.input.next_tag(), if want_input => Wake::Input(tag),
                 slot = reserve(active_tx.cloned()), if sending => Wake::Slot(slot),
                 event = next_event(active_events) => Wake::Active(event),
                 event = next_event(self.standby.as_mut().map(|l| l.parts().1)) => Wake::Standby(event),
@@ -205,6 +208,7 @@ impl Runner {
                 joined = join(&mut self.connecting), if self.connecting.is_some() => Wake::Connected(Box::new(joined)),
                 () = sleep_until_some(retry_at), if retry_at.is_some() => Wake::Retry,
                 () = sleep_until_some(deadline), if deadline.is_some() => Wake::Deadline,
+                () = handle.requested() => Wake::MoveRequested,
             };
             match wake {
                 Wake::Input(tag) => self.on_input(tag),
@@ -222,6 +226,11 @@ impl Runner {
                 Wake::Retry => {
                     if let Some((_, purpose)) = self.retry.take() {
                         self.start_connecting(purpose);
+                    }
+                }
+                Wake::MoveRequested => {
+                    if let Some(server) = self.config.handle.take_move_request() {
+                        self.on_move_request(&server);
                     }
                 }
                 Wake::Deadline => {
@@ -246,10 +255,20 @@ impl Runner {
         self.report.tags_in += 1;
         self.report.frames_in += u64::from(tag.is_frame());
         self.report.bytes_in += tag.data.len() as u64;
+        if let Some(congestion) = &mut self.congestion {
+            let mut dropped = 0;
+            let admitted = congestion.admit(&mut self.buffer, self.cursor, &tag, &mut dropped);
+            self.config.handle.add_dropped_frames(dropped);
+            self.config.handle.set_congestion(congestion.level());
+            if !admitted {
+                return;
+            }
+        }
         self.buffer.push(tag);
         let lost = self.buffer.enforce_limits(self.cursor);
         if lost > 0 {
             self.report.lost += lost;
+            self.config.handle.update(|s| s.lost = self.report.lost);
             log::warn!("buffer limit reached: dropped {lost} unsent frames");
             self.emit(SessionEvent::FramesDropped { count: lost });
         }
@@ -269,6 +288,7 @@ impl Runner {
             }
         }
         self.buffer.release_before(keep);
+        self.config.handle.set_buffer_bytes(self.buffer.bytes());
     }
 
     /// Ends the stream once the producer is done and everything was handed over; returns
@@ -321,6 +341,7 @@ impl Runner {
                 }
             }
         }
+        self.config.handle.add_bytes_sent(tag.data.len() as u64);
         slot.send(rebased(tag, offset), Some(self.cursor));
         self.cursor += 1;
     }
@@ -337,6 +358,8 @@ impl Runner {
         let until = self.cursor;
         self.drain(old, until);
         self.url = link.url().clone();
+        let server = self.url.to_string();
+        self.config.handle.update(|s| s.server = server);
         self.install(
             link,
             Some(m.started),
@@ -397,6 +420,12 @@ impl Runner {
                 cutover.took
             );
             self.report.cutovers.push(cutover.clone());
+            let (lost, duplicates) = (self.report.lost, self.report.duplicates);
+            self.config.handle.update(|s| {
+                s.moves.push(cutover.clone());
+                s.lost = lost;
+                s.duplicates = duplicates;
+            });
             self.emit(SessionEvent::Moved(cutover));
         }
     }
@@ -407,6 +436,11 @@ impl Runner {
         self.report.connections += 1;
         self.attempts = 0;
         self.url = link.url().clone();
+        self.config
+            .handle
+            .set_connect_time(u32::try_from(connect_time.as_millis()).unwrap_or(u32::MAX));
+        let server = self.url.to_string();
+        self.config.handle.update(|s| s.server = server);
         self.emit(SessionEvent::Publishing {
             url: self.url.to_string(),
             connect_time,
@@ -499,7 +533,7 @@ impl Runner {
     /// What the active connection's server said.
     fn on_server_event(&mut self, event: Event) {
         match event {
-            Event::GoAway => self.start_migration(Cause::GoAway, None),
+            Event::GoAway => self.start_migration(Cause::GoAway, self.url.clone()),
             Event::ReconnectRequest {
                 tc_url,
                 description,
@@ -508,7 +542,8 @@ impl Runner {
                     "server requests reconnect{}",
                     description.map(|d| format!(": {d}")).unwrap_or_default()
                 );
-                self.start_migration(Cause::ReconnectRequest, tc_url.as_deref());
+                let target = self.reconnect_target(tc_url.as_deref());
+                self.start_migration(Cause::ReconnectRequest, target);
             }
             Event::Status { code, description } => {
                 log::info!("server status {code} {}", description.unwrap_or_default());
@@ -613,15 +648,27 @@ impl Runner {
         }
     }
 
-    fn start_migration(&mut self, cause: Cause, tc_url: Option<&str>) {
-        if let Some(m) = &self.migration {
-            log::debug!("{cause} during a {} migration: coalesced", m.cause);
-            return;
+    /// The user asked to move to `server`: the same move a Reconnect Request naming it
+    /// makes, always make-before-break.
+    fn on_move_request(&mut self, server: &str) {
+        match self.url.resolve_reconnect(server) {
+            Ok(target) => {
+                log::info!("switching server on request: {target}");
+                self.start_migration(Cause::UserRequest, target);
+                if let Some(m) = &mut self.migration {
+                    if m.break_before_make && m.cause == Cause::UserRequest {
+                        m.break_before_make = false;
+                        self.start_connecting(Purpose::Standby);
+                    }
+                }
+            }
+            Err(error) => log::warn!("cannot switch to the requested server: {error}"),
         }
-        if self.finishing || self.active.is_none() {
-            return;
-        }
-        let target = match tc_url.map(|reference| self.url.resolve_reconnect(reference)) {
+    }
+
+    /// Where a Reconnect Request's tcUrl (if any) points, or the current server.
+    fn reconnect_target(&self, tc_url: Option<&str>) -> RtmpUrl {
+        match tc_url.map(|reference| self.url.resolve_reconnect(reference)) {
             None => self.url.clone(),
             Some(Ok(target)) => target,
             Some(Err(UrlError::Downgrade)) => {
@@ -634,7 +681,17 @@ impl Runner {
                 log::warn!("ignoring an unusable reconnect target ({error}); reconnecting to the same server");
                 self.url.clone()
             }
-        };
+        }
+    }
+
+    fn start_migration(&mut self, cause: Cause, target: RtmpUrl) {
+        if let Some(m) = &self.migration {
+            log::debug!("{cause} during a {} migration: coalesced", m.cause);
+            return;
+        }
+        if self.finishing || self.active.is_none() {
+            return;
+        }
         log::info!("{cause}: moving the stream to {target} at the next keyframe");
         self.emit(SessionEvent::MoveRequested {
             cause,

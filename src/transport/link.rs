@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::io::{flush_all, handshake_seed, sleep_until_some, write_some};
-use super::stream::{dial, Stream};
+use super::stream::{dial, LocalEnd, Stream};
 use super::url::RtmpUrl;
 use super::LinkError;
 use crate::media::Tag;
@@ -47,6 +47,8 @@ pub struct LinkOptions {
     /// Acknowledgements that stop for this long while data is outstanding mean the peer is
     /// gone (only for servers that acknowledge at all).
     pub ack_timeout: Duration,
+    /// Local address and IP family.
+    pub local: LocalEnd,
 }
 
 impl Default for LinkOptions {
@@ -58,6 +60,7 @@ impl Default for LinkOptions {
             connect_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(5),
             ack_timeout: Duration::from_secs(8),
+            local: LocalEnd::default(),
         }
     }
 }
@@ -99,7 +102,13 @@ pub struct Established {
 pub async fn establish(url: &RtmpUrl, options: &LinkOptions) -> Result<Established, LinkError> {
     let started = Instant::now();
     let work = async {
-        let mut stream = dial(url, options.tls.as_ref(), options.write_timeout).await?;
+        let mut stream = dial(
+            url,
+            options.tls.as_ref(),
+            options.write_timeout,
+            options.local,
+        )
+        .await?;
         let mut config = PublishConfig::new(&url.app, &url.tc_url(), url.key());
         config.announce_reconnect = options.announce_reconnect;
         config.fourcc_list.clone_from(&options.fourcc_list);

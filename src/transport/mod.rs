@@ -14,6 +14,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub use link::{establish, Established, Link, LinkEvent, LinkOptions};
+pub use stream::{IpFamily, LocalEnd};
 pub use url::{RtmpUrl, Scheme, UrlError};
 
 use crate::protocol::ProtocolError;

@@ -2,7 +2,7 @@
 //! are written once. Vectored writes pass straight through to the socket or TLS layer.
 
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,7 +11,7 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::{TlsConnector, TlsStream};
 
 use super::url::{RtmpUrl, Scheme};
@@ -46,11 +46,55 @@ pub fn tune_socket(tcp: &TcpStream, user_timeout: Duration) {
     let _ = user_timeout;
 }
 
+/// Which local end connections use: OBS's "Bind to IP" and "IP family" settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LocalEnd {
+    /// The local address to connect from (a network interface's address), if any.
+    pub bind: Option<IpAddr>,
+    /// Which server addresses to try.
+    pub family: IpFamily,
+}
+
+/// Address families to connect over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IpFamily {
+    /// IPv4 and IPv6, in the resolver's order.
+    #[default]
+    Any,
+    /// IPv4 only.
+    V4,
+    /// IPv6 only.
+    V6,
+}
+
+impl IpFamily {
+    fn allows(self, addr: &SocketAddr) -> bool {
+        match self {
+            Self::Any => true,
+            Self::V4 => addr.is_ipv4(),
+            Self::V6 => addr.is_ipv6(),
+        }
+    }
+}
+
+async fn connect_from(addr: SocketAddr, bind: Option<IpAddr>) -> io::Result<TcpStream> {
+    let Some(local) = bind else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(local, 0))?;
+    socket.connect(addr).await
+}
+
 /// Resolves and connects to `url`, trying each address in turn, then runs TLS if rtmps.
 pub async fn dial(
     url: &RtmpUrl,
     tls: Option<&Arc<rustls::ClientConfig>>,
     user_timeout: Duration,
+    local: LocalEnd,
 ) -> Result<Stream, LinkError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((url.host.as_str(), url.port))
         .await
@@ -58,11 +102,13 @@ pub async fn dial(
             host: url.host.clone(),
             source,
         })?
+        .filter(|addr| local.family.allows(addr))
+        .filter(|addr| local.bind.is_none_or(|ip| ip.is_ipv4() == addr.is_ipv4()))
         .collect();
     let mut last_error = None;
     let mut tcp = None;
     for addr in &addrs {
-        match TcpStream::connect(addr).await {
+        match connect_from(*addr, local.bind).await {
             Ok(stream) => {
                 tcp = Some(stream);
                 break;
@@ -81,7 +127,10 @@ pub async fn dial(
         (None, None) => {
             return Err(LinkError::Dns {
                 host: url.host.clone(),
-                source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no address of the chosen IP family or bind address",
+                ),
             })
         }
     };

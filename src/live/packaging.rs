@@ -1,0 +1,210 @@
+//! Encoder packets to RTMP tags, on the session's side of the channel: timestamps in
+//! milliseconds from the first video frame, `onMetaData` and the codec headers before the
+//! first frame, each frame packaged as OBS's flv-mux does.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::{EncodedPacket, MediaKind, StreamSetup};
+use crate::media::{packager, Tag, TagKind, VideoCodec};
+use crate::protocol::amf0::{self, Value};
+
+/// Turns one stream's encoder packets into tags.
+#[derive(Debug)]
+pub(crate) struct Packager {
+    setup: StreamSetup,
+    /// dts (ms) of the first video packet: time zero of the stream.
+    origin_ms: Option<i64>,
+    headers_sent: bool,
+}
+
+impl Packager {
+    pub(crate) fn new(setup: StreamSetup) -> Self {
+        Self {
+            setup,
+            origin_ms: None,
+            headers_sent: false,
+        }
+    }
+
+    /// Packages `packet` into `out` (several tags for the first one).
+    pub(crate) fn package(&mut self, packet: &EncodedPacket, out: &mut VecDeque<Tag>) {
+        let has_video = self.setup.video.is_some();
+        let origin = match (self.origin_ms, packet.kind) {
+            (Some(origin), _) => origin,
+            // Audio before the first video frame has nothing to play against.
+            (None, MediaKind::Audio) if has_video => return,
+            (None, _) => *self.origin_ms.insert(packet.dts_ms()),
+        };
+        let dts = (packet.dts_ms() - origin).max(0);
+        if !self.headers_sent {
+            self.headers_sent = true;
+            self.headers(out);
+        }
+        match (packet.kind, &self.setup.video) {
+            (MediaKind::Video, Some(video)) => {
+                let pts = packet.pts_ms() - origin;
+                out.push_back(packager::video_frame(
+                    video.codec,
+                    &packet.data,
+                    pts,
+                    dts,
+                    packet.keyframe,
+                ));
+            }
+            (MediaKind::Video, None) => {}
+            (MediaKind::Audio, _) => out.push_back(packager::audio_frame(&packet.data, dts)),
+        }
+    }
+
+    fn headers(&self, out: &mut VecDeque<Tag>) {
+        out.push_back(Tag {
+            kind: TagKind::Script,
+            timestamp: 0,
+            data: self.metadata(),
+        });
+        if let Some(video) = &self.setup.video {
+            match packager::video_sequence_header(video.codec, &video.extradata, 0) {
+                Ok(tag) => out.push_back(tag),
+                // Players cannot decode without it; say why, keep streaming what we can.
+                Err(error) => log::error!("no video sequence header: {error}"),
+            }
+        }
+        if let Some(audio) = &self.setup.audio {
+            out.push_back(packager::audio_sequence_header(&audio.extradata, 0));
+        }
+    }
+
+    /// `onMetaData`, with the fields OBS's flv-mux writes.
+    fn metadata(&self) -> Bytes {
+        let mut fields = vec![
+            ("duration".to_string(), Value::Number(0.0)),
+            ("fileSize".to_string(), Value::Number(0.0)),
+        ];
+        let mut number =
+            |name: &str, value: f64| fields.push((name.to_string(), Value::Number(value)));
+        if let Some(video) = &self.setup.video {
+            number("width", f64::from(video.width));
+            number("height", f64::from(video.height));
+            number("videocodecid", codec_id(video.codec));
+            number("videodatarate", f64::from(video.bitrate_kbps));
+            number("framerate", video.fps);
+        }
+        if let Some(audio) = &self.setup.audio {
+            number("audiocodecid", 10.0);
+            number("audiodatarate", f64::from(audio.bitrate_kbps));
+            number("audiosamplerate", f64::from(audio.sample_rate));
+            number("audiosamplesize", 16.0);
+            number("audiochannels", f64::from(audio.channels));
+            fields.push(("stereo".into(), Value::Boolean(audio.channels == 2)));
+        }
+        fields.push(("encoder".into(), Value::String(self.setup.encoder.clone())));
+        Bytes::from(amf0::encode_all(&[
+            Value::String("onMetaData".into()),
+            Value::EcmaArray(fields),
+        ]))
+    }
+}
+
+/// `videocodecid`: 7 for H.264, the FourCC as a number for Enhanced RTMP codecs.
+fn codec_id(codec: VideoCodec) -> f64 {
+    match codec {
+        VideoCodec::H264 => 7.0,
+        other => {
+            let fourcc: [u8; 4] = other.fourcc().as_bytes().try_into().unwrap_or_default();
+            f64::from(u32::from_be_bytes(fourcc))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::{AudioSetup, VideoSetup};
+
+    const SPS_PPS: &[u8] = &[
+        0, 0, 0, 1, 0x67, 0x4d, 0x40, 0x1e, 0xe8, 0x80, 0, 0, 0, 1, 0x68, 0xeb, 0xef, 0x20,
+    ];
+
+    fn setup() -> StreamSetup {
+        StreamSetup {
+            video: Some(VideoSetup {
+                codec: VideoCodec::H264,
+                extradata: SPS_PPS.to_vec(),
+                width: 320,
+                height: 240,
+                fps: 30.0,
+                bitrate_kbps: 1000,
+            }),
+            audio: Some(AudioSetup {
+                extradata: vec![0x11, 0x90],
+                sample_rate: 48000,
+                channels: 2,
+                bitrate_kbps: 128,
+            }),
+            encoder: "test".into(),
+        }
+    }
+
+    fn packet(kind: MediaKind, pts: i64, dts: i64, keyframe: bool) -> EncodedPacket {
+        EncodedPacket {
+            kind,
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x65, 0x88]),
+            pts,
+            dts,
+            timebase_num: 1,
+            timebase_den: 30,
+            keyframe,
+            sys_dts_usec: 0,
+        }
+    }
+
+    #[test]
+    fn first_video_frame_brings_metadata_and_headers_at_time_zero() {
+        let mut packager = Packager::new(setup());
+        let mut out = VecDeque::new();
+        packager.package(&packet(MediaKind::Audio, -5, -5, true), &mut out);
+        assert!(
+            out.is_empty(),
+            "audio before the first video frame is dropped"
+        );
+        packager.package(&packet(MediaKind::Video, 0, -2, true), &mut out);
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[0].kind, TagKind::Script);
+        let meta = Value::decode_all(&out[0].data).unwrap();
+        assert_eq!(meta[1].get("width").and_then(Value::as_number), Some(320.0));
+        assert_eq!(
+            meta[1].get("videocodecid").and_then(Value::as_number),
+            Some(7.0)
+        );
+        assert!(out[1].is_sequence_header() && out[1].kind == TagKind::Video);
+        assert!(out[2].is_sequence_header() && out[2].kind == TagKind::Audio);
+        assert!(out[3].is_keyframe());
+        assert_eq!(out[3].timestamp, 0);
+        // Composition time: pts 0 - dts -2 frames = 66 ms.
+        assert_eq!(&out[3].data[2..5], &[0, 0, 66]);
+    }
+
+    #[test]
+    fn later_packets_are_timed_from_the_first_video_frame() {
+        let mut packager = Packager::new(setup());
+        let mut out = VecDeque::new();
+        packager.package(&packet(MediaKind::Video, 30, 30, true), &mut out);
+        out.clear();
+        packager.package(&packet(MediaKind::Audio, 60, 60, true), &mut out);
+        packager.package(&packet(MediaKind::Video, 33, 31, false), &mut out);
+        assert_eq!(out[0].timestamp, 1000);
+        assert_eq!(out[0].kind, TagKind::Audio);
+        assert_eq!(out[1].timestamp, 33);
+        assert!(!out[1].is_keyframe());
+    }
+
+    #[test]
+    fn enhanced_codecs_name_their_fourcc_in_metadata() {
+        assert_eq!(
+            codec_id(VideoCodec::Av1),
+            f64::from(u32::from_be_bytes(*b"av01"))
+        );
+    }
+}

@@ -1,0 +1,3 @@
+#include <obs.h>
+#include <obs-module.h>
+#include <obs-frontend-api.h>

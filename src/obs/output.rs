@@ -1,0 +1,528 @@
+//! `goaway_rtmp_output`: OBS's Start Streaming runs this output; it hands encoder packets to
+//! a [`LiveOutput`] and reports back to OBS (data capture, status bar, errors, reconnects).
+
+use std::ffi::{c_char, c_void};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use obs_sys::{
+    audio_output_get_channels, bfree, calldata_set_data, calldata_t, encoder_packet, obs_data_t,
+    obs_encoder_audio, obs_encoder_get_codec, obs_encoder_get_extra_data, obs_encoder_get_height,
+    obs_encoder_get_sample_rate, obs_encoder_get_settings, obs_encoder_get_width, obs_encoder_t,
+    obs_encoder_video, obs_output_begin_data_capture, obs_output_can_begin_data_capture,
+    obs_output_end_data_capture, obs_output_get_audio_encoder, obs_output_get_service,
+    obs_output_get_settings, obs_output_get_signal_handler, obs_output_get_video_encoder,
+    obs_output_info, obs_output_initialize_encoders, obs_output_set_last_error,
+    obs_output_signal_stop, obs_output_t, obs_register_output_s, obs_service_get_id,
+    obs_service_get_settings, signal_handler_signal, video_output_get_frame_rate, OBS_OUTPUT_AV,
+    OBS_OUTPUT_CONNECT_FAILED, OBS_OUTPUT_DISCONNECTED, OBS_OUTPUT_ENCODED,
+    OBS_OUTPUT_ENCODE_ERROR, OBS_OUTPUT_ERROR, OBS_OUTPUT_INVALID_STREAM, OBS_OUTPUT_SERVICE,
+    OBS_OUTPUT_SUCCESS,
+};
+use obs_wrapper::data::DataObj;
+use obs_wrapper::wrapper::PtrWrapper;
+
+use super::ffi::{c_string, cstr, guard, text};
+use super::locale::{text_ptr, tr};
+use super::packet;
+use super::settings::{session_config, Destination, Source};
+use super::symbols::{connect_info, ConnectInfo};
+use super::version::Running;
+use super::SERVICE_ID;
+use crate::live::{AudioSetup, LiveOutput, Observer, Outcome, StreamSetup, VideoSetup};
+use crate::media::VideoCodec;
+use crate::protocol::ProtocolError;
+use crate::session::{Cause, CutoverKind, SessionError, SessionEvent};
+use crate::transport::{IpFamily, LinkError, LocalEnd};
+
+/// `obs_output_info` as libobs 29.1 and later know it (plus `protocols`).
+#[repr(C)]
+struct OutputInfo {
+    base: obs_output_info,
+    protocols: *const c_char,
+}
+
+/// OBS's output handle, passed to the runtime thread for callbacks into OBS.
+#[derive(Clone, Copy)]
+struct OutputPtr(*mut obs_output_t);
+// SAFETY: libobs's output functions used here are thread-safe, and OBS destroys the
+// output only after `destroy` (which shuts the runtime down) returned.
+unsafe impl Send for OutputPtr {}
+
+/// One output instance.
+struct Output {
+    output: OutputPtr,
+    live: LiveOutput,
+    /// The encoder handed OBS a NULL packet: the stream ends as an encode error.
+    encode_error: Arc<AtomicBool>,
+}
+
+/// Takes ownership of a settings reference OBS gave us.
+///
+/// # Safety
+/// `data` is NULL or a settings object whose reference the caller owns.
+unsafe fn owned(data: *mut obs_data_t) -> Option<DataObj<'static>> {
+    (!data.is_null()).then(|| DataObj::from_raw(data))
+}
+
+impl Output {
+    /// Starts connecting; false (with OBS's last error set) if the stream cannot start.
+    fn start(&self) -> Result<(), String> {
+        let output = self.output.0;
+        // SAFETY: `output` is live while OBS calls our callbacks.
+        unsafe {
+            if !obs_output_can_begin_data_capture(output, 0) {
+                return Err("the output cannot start capturing now".into());
+            }
+            if !obs_output_initialize_encoders(output, 0) {
+                return Err("the encoders could not be initialized".into());
+            }
+        }
+        let (destination, options) = self.destination()?;
+        let mut config =
+            session_config(&destination, &options).map_err(|error| error.to_string())?;
+        if destination.username.is_some() {
+            log::warn!("RTMP authentication (username/password) is not supported yet; connecting without it");
+        }
+        // SAFETY: as above; the settings reference is ours to release.
+        if let Some(settings) = unsafe { owned(obs_output_get_settings(output)) } {
+            config.link.local = local_end(&settings);
+        }
+        config.congestion = Some(Default::default());
+        let setup = self.setup()?;
+        log::info!(
+            "connecting to {} ({}, {}x{})",
+            config.url,
+            setup
+                .video
+                .as_ref()
+                .map_or("no video", |v| v.codec.fourcc()),
+            setup.video.as_ref().map_or(0, |v| v.width),
+            setup.video.as_ref().map_or(0, |v| v.height),
+        );
+        self.encode_error.store(false, Ordering::Relaxed);
+        let observer = ObsObserver {
+            output: self.output,
+            encode_error: Arc::clone(&self.encode_error),
+            server: config.url.to_string(),
+            target: None,
+        };
+        self.live
+            .start(config, setup, observer)
+            .map_err(|error| format!("cannot start the stream: {error}"))
+    }
+
+    /// Where to publish: our service's settings, or another service's connect info.
+    fn destination(&self) -> Result<(Destination, DataObj<'static>), String> {
+        // SAFETY: the service outlives the output's start; settings references are ours.
+        unsafe {
+            let service = obs_output_get_service(self.output.0);
+            if service.is_null() {
+                return Err("no stream service is set".into());
+            }
+            let options = owned(obs_service_get_settings(service))
+                .ok_or_else(|| "the stream service has no settings".to_string())?;
+            let destination = if text(obs_service_get_id(service)) == SERVICE_ID {
+                Destination::read(&options)
+            } else {
+                Destination {
+                    server: connect_info(service, ConnectInfo::ServerUrl),
+                    key: connect_info(service, ConnectInfo::StreamKey),
+                    username: None,
+                    password: None,
+                }
+            };
+            Ok((destination, options))
+        }
+    }
+
+    /// What the encoders produce, read once they are initialized.
+    fn setup(&self) -> Result<StreamSetup, String> {
+        // SAFETY: encoders attached to a live output; returned settings are released.
+        unsafe {
+            let video = obs_output_get_video_encoder(self.output.0);
+            let audio = obs_output_get_audio_encoder(self.output.0, 0);
+            Ok(StreamSetup {
+                video: if video.is_null() {
+                    None
+                } else {
+                    Some(video_setup(video)?)
+                },
+                audio: (!audio.is_null()).then(|| audio_setup(audio)),
+                encoder: format!("obs-goaway {}", env!("CARGO_PKG_VERSION")),
+            })
+        }
+    }
+}
+
+/// # Safety
+/// `encoder` is a live, initialized encoder.
+unsafe fn extra_data(encoder: *mut obs_encoder_t) -> Vec<u8> {
+    let mut data: *mut u8 = ptr::null_mut();
+    let mut size = 0;
+    if obs_encoder_get_extra_data(encoder, &mut data, &mut size) && !data.is_null() {
+        std::slice::from_raw_parts(data, size as usize).to_vec()
+    } else {
+        Vec::new()
+    }
+}
+
+/// # Safety
+/// As [`extra_data`].
+unsafe fn bitrate(encoder: *mut obs_encoder_t) -> u32 {
+    owned(obs_encoder_get_settings(encoder))
+        .and_then(|settings| settings.int("bitrate"))
+        .map_or(0, |b| b.clamp(0, i64::from(u32::MAX)) as u32)
+}
+
+/// # Safety
+/// As [`extra_data`].
+unsafe fn video_setup(encoder: *mut obs_encoder_t) -> Result<VideoSetup, String> {
+    let codec = match text(obs_encoder_get_codec(encoder)).as_str() {
+        "h264" => VideoCodec::H264,
+        "hevc" => VideoCodec::Hevc,
+        "av1" => VideoCodec::Av1,
+        other => return Err(format!("video codec \"{other}\" cannot go over RTMP")),
+    };
+    let video = obs_encoder_video(encoder);
+    Ok(VideoSetup {
+        codec,
+        extradata: extra_data(encoder),
+        width: obs_encoder_get_width(encoder),
+        height: obs_encoder_get_height(encoder),
+        fps: if video.is_null() {
+            0.0
+        } else {
+            video_output_get_frame_rate(video)
+        },
+        bitrate_kbps: bitrate(encoder),
+    })
+}
+
+/// # Safety
+/// As [`extra_data`].
+unsafe fn audio_setup(encoder: *mut obs_encoder_t) -> AudioSetup {
+    let audio = obs_encoder_audio(encoder);
+    AudioSetup {
+        extradata: extra_data(encoder),
+        sample_rate: obs_encoder_get_sample_rate(encoder),
+        channels: if audio.is_null() {
+            2
+        } else {
+            audio_output_get_channels(audio) as u32
+        },
+        bitrate_kbps: bitrate(encoder),
+    }
+}
+
+/// OBS's "Bind to IP" and "IP family" (Advanced settings), as the frontend passes them.
+fn local_end(settings: &impl Source) -> LocalEnd {
+    let bind = settings
+        .string("bind_ip")
+        .filter(|ip| ip != "default")
+        .and_then(|ip| ip.parse().ok());
+    let family = match settings.string("ip_family").as_deref() {
+        Some("IPv4") => IpFamily::V4,
+        Some("IPv6") => IpFamily::V6,
+        _ => IpFamily::Any,
+    };
+    LocalEnd { bind, family }
+}
+
+/// Reports a session's life to OBS, from the output's runtime thread.
+struct ObsObserver {
+    output: OutputPtr,
+    encode_error: Arc<AtomicBool>,
+    /// Where the stream goes now (key redacted), for the log.
+    server: String,
+    /// Where a requested move goes (key redacted).
+    target: Option<String>,
+}
+
+impl ObsObserver {
+    fn signal(&self, name: &'static [u8], timeout_sec: Option<i64>) {
+        let mut data = calldata_t::default();
+        let output = self.output.0;
+        // SAFETY: calldata is used as libobs's inline helpers do (set_data copies the
+        // value, bfree releases the stack); the handler is the live output's.
+        unsafe {
+            calldata_set_data(
+                &mut data,
+                cstr!("output"),
+                ptr::addr_of!(output).cast(),
+                size_of::<*mut obs_output_t>() as _,
+            );
+            if let Some(timeout) = timeout_sec {
+                let value: i64 = timeout;
+                calldata_set_data(
+                    &mut data,
+                    cstr!("timeout_sec"),
+                    ptr::addr_of!(value).cast(),
+                    size_of::<i64>() as _,
+                );
+            }
+            signal_handler_signal(
+                obs_output_get_signal_handler(output),
+                name.as_ptr().cast(),
+                &mut data,
+            );
+            bfree(data.stack.cast());
+        }
+    }
+
+    fn fail(&self, message: &str, code: i32) {
+        log::error!("stream stopped: {message}");
+        let message = c_string(message);
+        // SAFETY: the output is live; OBS copies the error text.
+        unsafe {
+            obs_output_set_last_error(self.output.0, message.as_ptr());
+            obs_output_signal_stop(self.output.0, code);
+        }
+    }
+}
+
+impl Observer for ObsObserver {
+    fn publishing(&mut self) {
+        // SAFETY: the output is live and its encoders initialized.
+        if !unsafe { obs_output_begin_data_capture(self.output.0, 0) } {
+            log::error!("OBS refused to begin data capture");
+        }
+    }
+
+    fn event(&mut self, event: &SessionEvent) {
+        match event {
+            SessionEvent::Publishing { url, connect_time } => {
+                log::info!(
+                    "publishing to {url} (connected in {} ms)",
+                    connect_time.as_millis()
+                );
+            }
+            SessionEvent::MoveRequested { target, .. } => self.target = Some(target.clone()),
+            SessionEvent::Moved(cutover) => {
+                let from = self.server.clone();
+                if let Some(target) = self.target.take() {
+                    self.server = target;
+                }
+                log::info!(
+                    "move: {} ({}) from {from} to {} at keyframe {} ms, {} ms after the signal, {} frames resent",
+                    cutover.cause,
+                    cutover.kind,
+                    self.server,
+                    cutover.keyframe_timestamp,
+                    cutover.took.as_millis(),
+                    cutover.duplicates
+                );
+                if cutover.kind == CutoverKind::Resumed || cutover.cause == Cause::ConnectionLost {
+                    self.signal(b"reconnect_success\0", None);
+                }
+            }
+            SessionEvent::ConnectionLost { error } => {
+                log::warn!(
+                    "connection to {} lost: {error}; resuming losslessly",
+                    self.server
+                );
+            }
+            SessionEvent::Reconnecting { attempt, delay } => {
+                log::info!("reconnection attempt {attempt} in {} ms", delay.as_millis());
+                self.signal(b"reconnect\0", Some(delay.as_secs() as i64));
+            }
+            SessionEvent::FramesDropped { count } => {
+                log::warn!("resume buffer full: {count} frames dropped");
+            }
+        }
+    }
+
+    fn ended(&mut self, outcome: Outcome) {
+        let output = self.output.0;
+        match outcome {
+            _ if self.encode_error.load(Ordering::Relaxed) => {
+                self.fail("the encoder failed", OBS_OUTPUT_ENCODE_ERROR);
+            }
+            Outcome::Stopped(report) => {
+                log::info!(
+                    "stream ended: {} frames, {} moves, {} lost, {} duplicated",
+                    report.frames_in,
+                    report.cutovers.len(),
+                    report.lost,
+                    report.duplicates
+                );
+                // SAFETY: the output is live; data capture began when it published.
+                unsafe { obs_output_end_data_capture(output) };
+            }
+            Outcome::Abandoned { published: true } => unsafe {
+                obs_output_end_data_capture(output)
+            },
+            Outcome::Abandoned { published: false } => unsafe {
+                obs_output_signal_stop(output, OBS_OUTPUT_SUCCESS as i32)
+            },
+            Outcome::Failed { error, published } => {
+                let code = match (&error, published) {
+                    (_, true) => OBS_OUTPUT_DISCONNECTED,
+                    (
+                        SessionError::Fatal(LinkError::Protocol(ProtocolError::Rejected {
+                            ..
+                        })),
+                        _,
+                    ) => OBS_OUTPUT_INVALID_STREAM,
+                    (SessionError::Fatal(_) | SessionError::Connect(_), _) => {
+                        OBS_OUTPUT_CONNECT_FAILED
+                    }
+                    (SessionError::GaveUp { .. }, _) => OBS_OUTPUT_ERROR,
+                };
+                self.fail(&error.to_string(), code);
+            }
+        }
+    }
+}
+
+/// The output behind `data`.
+///
+/// # Safety
+/// `data` is NULL or what `create` returned and `destroy` has not yet freed.
+unsafe fn instance<'a>(data: *mut c_void) -> Option<&'a Output> {
+    data.cast::<Output>().as_ref()
+}
+
+unsafe extern "C" fn get_name(_type_data: *mut c_void) -> *const c_char {
+    guard("output get_name", cstr!("Lossless RTMP"), || {
+        text_ptr(tr!("Output.Name"))
+    })
+}
+
+unsafe extern "C" fn create(_settings: *mut obs_data_t, output: *mut obs_output_t) -> *mut c_void {
+    guard("output create", ptr::null_mut(), || {
+        match LiveOutput::new("obs-goaway") {
+            Ok(live) => Box::into_raw(Box::new(Output {
+                output: OutputPtr(output),
+                live,
+                encode_error: Arc::default(),
+            }))
+            .cast(),
+            Err(error) => {
+                log::error!("cannot create the output's runtime: {error}");
+                ptr::null_mut()
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn destroy(data: *mut c_void) {
+    guard("output destroy", (), || {
+        if !data.is_null() {
+            // Stops any stream and shuts the runtime down (bounded), on OBS's thread.
+            drop(Box::from_raw(data.cast::<Output>()));
+        }
+    })
+}
+
+unsafe extern "C" fn start(data: *mut c_void) -> bool {
+    guard("output start", false, || {
+        let Some(output) = instance(data) else {
+            return false;
+        };
+        match output.start() {
+            Ok(()) => true,
+            Err(message) => {
+                log::error!("cannot start streaming: {message}");
+                let message = c_string(&message);
+                obs_output_set_last_error(output.output.0, message.as_ptr());
+                false
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn stop(data: *mut c_void, ts: u64) {
+    guard("output stop", (), || {
+        if let Some(output) = instance(data) {
+            if output.live.handle().is_none() {
+                obs_output_signal_stop(output.output.0, OBS_OUTPUT_SUCCESS as i32);
+                return;
+            }
+            let at_usec = (ts != 0).then(|| i64::try_from(ts / 1000).unwrap_or(i64::MAX));
+            output.live.stop(at_usec);
+        }
+    })
+}
+
+/// The hot path, on OBS's encoder thread: take a reference, queue it, return.
+unsafe extern "C" fn encoded_packet(data: *mut c_void, packet: *mut encoder_packet) {
+    guard("encoded_packet", (), || {
+        let Some(output) = instance(data) else {
+            return;
+        };
+        let Some(packet) = packet.as_ref() else {
+            output.encode_error.store(true, Ordering::Relaxed);
+            output.live.stop(None);
+            return;
+        };
+        if output.live.sender().try_send(packet::take(packet)).is_err() {
+            output.live.note_refused();
+        }
+    })
+}
+
+unsafe extern "C" fn get_total_bytes(data: *mut c_void) -> u64 {
+    guard("get_total_bytes", 0, || {
+        instance(data)
+            .and_then(|o| o.live.handle())
+            .map_or(0, |h| h.bytes_sent())
+    })
+}
+
+unsafe extern "C" fn get_dropped_frames(data: *mut c_void) -> i32 {
+    guard("get_dropped_frames", 0, || {
+        instance(data).map_or(0, |o| {
+            let dropped = o.live.handle().map_or(0, |h| h.dropped_frames());
+            i32::try_from(dropped + o.live.refused()).unwrap_or(i32::MAX)
+        })
+    })
+}
+
+unsafe extern "C" fn get_congestion(data: *mut c_void) -> f32 {
+    guard("get_congestion", 0.0, || {
+        instance(data)
+            .and_then(|o| o.live.handle())
+            .map_or(0.0, |h| h.congestion().clamp(0.0, 1.0))
+    })
+}
+
+unsafe extern "C" fn get_connect_time_ms(data: *mut c_void) -> i32 {
+    guard("get_connect_time_ms", 0, || {
+        instance(data)
+            .and_then(|o| o.live.handle())
+            .map_or(0, |h| h.connect_time_ms() as i32)
+    })
+}
+
+/// Registers the output with the struct size the running libobs knows.
+pub(crate) fn register(running: Running) {
+    let info = Box::leak(Box::new(OutputInfo {
+        base: obs_output_info {
+            id: cstr!("goaway_rtmp_output"),
+            flags: OBS_OUTPUT_AV | OBS_OUTPUT_ENCODED | OBS_OUTPUT_SERVICE,
+            get_name: Some(get_name),
+            create: Some(create),
+            destroy: Some(destroy),
+            start: Some(start),
+            stop: Some(stop),
+            encoded_packet: Some(encoded_packet),
+            get_total_bytes: Some(get_total_bytes),
+            get_dropped_frames: Some(get_dropped_frames),
+            get_congestion: Some(get_congestion),
+            get_connect_time_ms: Some(get_connect_time_ms),
+            encoded_video_codecs: cstr!("h264;hevc;av1"),
+            encoded_audio_codecs: cstr!("aac"),
+            ..Default::default()
+        },
+        protocols: cstr!("RTMP;RTMPS"),
+    }));
+    let size = if running.has_protocols() {
+        size_of::<OutputInfo>()
+    } else {
+        size_of::<obs_output_info>()
+    };
+    // SAFETY: the info is leaked (lives as long as the process), its layout is libobs's.
+    unsafe { obs_register_output_s(&info.base, size as _) };
+}

@@ -1,0 +1,33 @@
+//! The libobs the plugin runs in, and what it accepts at registration.
+
+use std::fmt;
+
+use obs_sys::obs_get_version;
+
+/// The running libobs's version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Running(u32);
+
+impl Running {
+    pub(crate) fn detect() -> Self {
+        // SAFETY: a plain getter, callable any time after libobs loaded us.
+        Self(unsafe { obs_get_version() })
+    }
+
+    fn major_minor(self) -> (u32, u32) {
+        (self.0 >> 24, (self.0 >> 16) & 0xff)
+    }
+
+    /// 29.1 appended `protocols` to `obs_output_info` and the connect-info callbacks to
+    /// `obs_service_info`; both structs are unchanged from there to 32.
+    pub(crate) fn has_protocols(self) -> bool {
+        self.major_minor() >= (29, 1)
+    }
+}
+
+impl fmt::Display for Running {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (major, minor) = self.major_minor();
+        write!(f, "{major}.{minor}.{}", self.0 & 0xffff)
+    }
+}
