@@ -20,6 +20,7 @@ mod symbols;
 mod version;
 
 use obs_wrapper::module::{LoadContext, Module, ModuleContext};
+use obs_wrapper::obs_string;
 use obs_wrapper::string::ObsString;
 
 /// Output id: what our service names as its output type.
@@ -64,16 +65,19 @@ impl Module for GoAwayModule {
         ffi::guard("module unload", (), locale::free);
     }
 
+    // obs-wrapper's exports return these strings' pointers after the ObsString is gone:
+    // only static strings stay valid (OBS 32's plugin manager reads them; a heap string
+    // there crashed OBS at startup).
     fn description() -> ObsString {
-        ObsString::from("Lossless RTMP reconnection (Go Away and Enhanced RTMP Reconnect Request)")
+        obs_string!("Lossless RTMP reconnection (Go Away and Enhanced RTMP Reconnect Request)")
     }
 
     fn name() -> ObsString {
-        ObsString::from("obs-goaway")
+        obs_string!("obs-goaway")
     }
 
     fn author() -> ObsString {
-        ObsString::from("obs-goaway developers")
+        obs_string!("obs-goaway developers")
     }
 }
 
