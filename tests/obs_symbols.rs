@@ -71,10 +71,20 @@ fn every_libobs_import_exists_in_obs_29_and_32() {
     for (version, root) in [("29.0.2", PathBuf::from("/")), ("32.2.2", sid_root())] {
         let exports = libobs_exports(&root);
         let missing: Vec<&String> = imports.difference(&exports).collect();
-        assert!(missing.is_empty(), "OBS {version}'s libobs lacks {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "OBS {version}'s libobs lacks {missing:?}"
+        );
     }
-    for removed in ["obs_service_get_url", "obs_service_get_key", "obs_service_get_connect_info"] {
-        assert!(!imports.contains(removed), "{removed} must be looked up at run time");
+    for removed in [
+        "obs_service_get_url",
+        "obs_service_get_key",
+        "obs_service_get_connect_info",
+    ] {
+        assert!(
+            !imports.contains(removed),
+            "{removed} must be looked up at run time"
+        );
     }
 }
 

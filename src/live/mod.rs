@@ -29,6 +29,7 @@ use crate::session::{
     self, packet_channel, PacketReceiver, PacketSender, Report, SessionConfig, SessionError,
     SessionEvent, SessionHandle, TagInput,
 };
+use crate::transport::QueueLimits;
 use packaging::Packager;
 
 /// Packets the channel holds: seconds of media, although a live session takes them at once.
@@ -201,9 +202,12 @@ impl LiveInput {
                 return None;
             }
             let stop = Arc::clone(&self.stop);
+            let stopping = stop.at() != StopSignal::RUNNING;
             let packet = tokio::select! {
                 packet = self.packets.recv() => packet,
-                () = stop.changed.notified() => continue,
+                () = stop.changed.notified(), if !stopping => continue,
+                // Encoders that went quiet after a stop request have nothing more to give.
+                () = tokio::time::sleep(STOP_IDLE), if stopping => None,
             };
             let Some(packet) = packet else {
                 self.ended = true;
@@ -240,6 +244,8 @@ pub struct LiveOutput {
     refused: Arc<AtomicU64>,
 }
 
+/// After a stop request, this long without a packet ends the stream.
+const STOP_IDLE: Duration = Duration::from_secs(1);
 /// How long a stop may take to send what is due before the connection is dropped.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long dropping an output waits for its runtime's threads.
@@ -292,6 +298,7 @@ impl LiveOutput {
         let handle = Arc::new(SessionHandle::default());
         config.handle = Arc::clone(&handle);
         config.live_source = true;
+        config.link.queue = QueueLimits::LIVE;
         if let Some(video) = &setup.video {
             if video.codec != VideoCodec::H264 {
                 config.link.fourcc_list = vec![video.codec.fourcc().to_string()];

@@ -227,7 +227,11 @@ fn local_end(settings: &impl Source) -> LocalEnd {
         Some("IPv6") => IpFamily::V6,
         _ => IpFamily::Any,
     };
-    LocalEnd { bind, family }
+    LocalEnd {
+        bind,
+        family,
+        send_buffer: None,
+    }
 }
 
 /// Reports a session's life to OBS, from the output's runtime thread.

@@ -23,11 +23,6 @@ use super::LinkError;
 use crate::media::Tag;
 use crate::protocol::{Event, PublishConfig, Publisher, Transmit};
 
-/// Stop taking tags while this much is queued for the socket: bounds memory per link and
-/// passes backpressure up to the session.
-const HIGH_WATER: usize = 1 << 20;
-/// Tags in flight between the session and the link task.
-const CHANNEL_DEPTH: usize = 64;
 /// How long a finished link waits for the server to close after our FIN.
 const FIN_WAIT: Duration = Duration::from_secs(3);
 
@@ -49,6 +44,33 @@ pub struct LinkOptions {
     pub ack_timeout: Duration,
     /// Local address and IP family.
     pub local: LocalEnd,
+    /// How much a link holds between the session and the socket: tags handed over, and
+    /// bytes serialized but not yet written. It bounds memory per link and passes
+    /// backpressure up to the session; a live source wants it small, because media held
+    /// here is invisible to congestion control.
+    pub queue: QueueLimits,
+}
+
+/// See [`LinkOptions::queue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Tags in flight between the session and the link task.
+    pub tags: usize,
+    /// Stop taking tags while this many bytes wait for the socket.
+    pub bytes: usize,
+}
+
+impl QueueLimits {
+    /// For files: deep queues, the fastest transfer.
+    pub const BULK: Self = Self {
+        tags: 64,
+        bytes: 1 << 20,
+    };
+    /// For live encoders: a few frames, so a slow connection shows at once as unsent media.
+    pub const LIVE: Self = Self {
+        tags: 8,
+        bytes: 64 << 10,
+    };
 }
 
 impl Default for LinkOptions {
@@ -61,6 +83,7 @@ impl Default for LinkOptions {
             write_timeout: Duration::from_secs(5),
             ack_timeout: Duration::from_secs(8),
             local: LocalEnd::default(),
+            queue: QueueLimits::BULK,
         }
     }
 }
@@ -163,7 +186,7 @@ impl Established {
 
     /// Starts streaming on a task of the current runtime.
     pub fn spawn(self, options: &LinkOptions) -> Link {
-        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        let (tx, rx) = mpsc::channel(options.queue.tags.max(1));
         let (event_tx, events) = mpsc::unbounded_channel();
         for event in self.early_events {
             let _ = event_tx.send(LinkEvent::Server(event));
@@ -177,6 +200,7 @@ impl Established {
             in_flight: VecDeque::new(),
             write_timeout: options.write_timeout,
             ack_timeout: options.ack_timeout,
+            queue_bytes: options.queue.bytes,
         };
         let task = tokio::spawn(driver.run(self.stream));
         Link {
@@ -264,6 +288,7 @@ struct Driver {
     in_flight: VecDeque<(u64, u64)>,
     write_timeout: Duration,
     ack_timeout: Duration,
+    queue_bytes: usize,
 }
 
 impl Driver {
@@ -334,7 +359,7 @@ impl Driver {
                         let _ = self.events.send(LinkEvent::Server(event));
                     }
                 }
-                command = self.commands.recv(), if !finishing && queued < HIGH_WATER => match command {
+                command = self.commands.recv(), if !finishing && queued < self.queue_bytes => match command {
                     Some(Command::Tag { tag, seq }) => {
                         let end = self.publisher.send_tag(&tag)?;
                         if let Some(seq) = seq {

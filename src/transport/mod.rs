@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use link::{establish, Established, Link, LinkEvent, LinkOptions};
+pub use link::{establish, Established, Link, LinkEvent, LinkOptions, QueueLimits};
 pub use stream::{IpFamily, LocalEnd};
 pub use url::{RtmpUrl, Scheme, UrlError};
 

@@ -53,6 +53,9 @@ pub struct LocalEnd {
     pub bind: Option<IpAddr>,
     /// Which server addresses to try.
     pub family: IpFamily,
+    /// The socket's send buffer size (the OS's default when `None`): a smaller one makes
+    /// a slow connection show as unsent media, where congestion control can see it, sooner.
+    pub send_buffer: Option<usize>,
 }
 
 /// Address families to connect over.
@@ -135,6 +138,11 @@ pub async fn dial(
         }
     };
     tune_socket(&tcp, user_timeout);
+    if let Some(size) = local.send_buffer {
+        if let Err(e) = SockRef::from(&tcp).set_send_buffer_size(size) {
+            log::debug!("send buffer size not set: {e}");
+        }
+    }
     if url.scheme == Scheme::Rtmp {
         return Ok(Stream::Tcp(tcp));
     }
