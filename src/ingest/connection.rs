@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
-use super::{Claim, Control, Registry, SignalKind};
+use super::{Claim, Control, Outage, Registry, SignalKind};
 use crate::protocol::{ServerEvent, ServerSession, Transmit};
 use crate::transport::io::{handshake_seed, sleep_until_some, write_some};
 use crate::transport::stream::{tune_socket, Stream};
@@ -19,20 +19,29 @@ use crate::transport::LinkError;
 
 const TLS_ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves one accepted TCP connection until it closes.
+/// Serves one accepted TCP connection until it closes, or until an outage (a change of
+/// `outage`) drops it.
 pub(crate) async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
     conn: u64,
     tls: Option<Arc<rustls::ServerConfig>>,
     registry: Arc<Registry>,
+    mut outage: Outage,
 ) {
     tune_socket(&tcp, Duration::from_secs(10));
     let stream = match tls {
         None => Stream::Tcp(tcp),
         Some(config) => {
             let accept = TlsAcceptor::from(config).accept(tcp);
-            match tokio::time::timeout(TLS_ACCEPT_TIMEOUT, accept).await {
+            let accepted = tokio::select! {
+                accepted = tokio::time::timeout(TLS_ACCEPT_TIMEOUT, accept) => accepted,
+                Ok(()) = outage.changed() => {
+                    log::info!("{peer}: connection {conn} dropped: ingest outage");
+                    return;
+                }
+            };
+            match accepted {
                 Ok(Ok(stream)) => Stream::Tls(Box::new(stream.into())),
                 Ok(Err(e)) => {
                     log::info!("{peer}: TLS handshake failed: {e}");
@@ -52,7 +61,7 @@ pub(crate) async fn serve(
         supports_go_away: false,
         supports_reconnect: false,
     };
-    match connection.run(stream).await {
+    match connection.run(stream, outage).await {
         Ok(()) => log::info!("{peer}: connection {conn} closed"),
         Err(e) => log::info!("{peer}: connection {conn} ended: {e}"),
     }
@@ -75,7 +84,7 @@ impl Connection {
         }
     }
 
-    async fn run(&mut self, stream: Stream) -> Result<(), LinkError> {
+    async fn run(&mut self, stream: Stream, mut outage: Outage) -> Result<(), LinkError> {
         let (mut reader, mut writer) = tokio::io::split(stream);
         let (epoch, random) = handshake_seed();
         let mut session = ServerSession::new(epoch, &random);
@@ -148,6 +157,10 @@ impl Connection {
                     if let Some(delay) = self.registry.config.close_after_signal {
                         close_at = Some(tokio::time::Instant::now() + delay);
                     }
+                }
+                Ok(()) = outage.changed() => {
+                    log::info!("connection {}: dropped: ingest outage", self.conn);
+                    return Ok(());
                 }
                 () = tokio::time::sleep_until(last_input + idle_timeout) => {
                     return Err(LinkError::Stalled("the publisher sent nothing"));

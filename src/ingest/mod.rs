@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use recorder::Recorder;
@@ -227,11 +227,16 @@ impl Registry {
     }
 }
 
+/// When the current outage ordered by [`Ingest::interrupt`] ends (`None`: no outage yet).
+/// Every change ends the connections accepted before it; see [`accept_loop`].
+pub(crate) type Outage = watch::Receiver<Option<Instant>>;
+
 /// A running ingest.
 pub struct Ingest {
     registry: Arc<Registry>,
     addrs: Vec<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
+    outage: watch::Sender<Option<Instant>>,
 }
 
 impl Ingest {
@@ -243,6 +248,7 @@ impl Ingest {
             config,
             streams: Mutex::new(HashMap::new()),
         });
+        let (outage, _) = watch::channel(None);
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
         let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(1));
@@ -254,29 +260,19 @@ impl Ingest {
                 )
             })?;
             addrs.push(listener.local_addr()?);
-            let registry = Arc::clone(&registry);
-            let next_conn = Arc::clone(&next_conn);
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    match listener.accept().await {
-                        Ok((tcp, peer)) => {
-                            let conn = next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let registry = Arc::clone(&registry);
-                            let tls = listener_config.tls.clone();
-                            tokio::spawn(connection::serve(tcp, peer, conn, tls, registry));
-                        }
-                        Err(e) => {
-                            log::warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
-            }));
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                listener_config,
+                Arc::clone(&registry),
+                Arc::clone(&next_conn),
+                outage.subscribe(),
+            )));
         }
         Ok(Self {
             registry,
             addrs,
             tasks,
+            outage,
         })
     }
 
@@ -308,6 +304,26 @@ impl Ingest {
             .map_or(0, |s| s.publishers.len())
     }
 
+    /// An unplanned outage, as a server crash or restart: drops every current connection at
+    /// once (no signal, no goodbye), closes the listening sockets so that connecting is
+    /// refused, and listens again on the same addresses after `duration`.
+    ///
+    /// Recordings survive: a publisher that comes back continues the same `<key>.flv` (with
+    /// the usual stitching and duplicate skipping), so a test sees exactly what a publisher
+    /// lost to the outage and nothing the ingest lost. Returns at once; a second call during
+    /// an outage drops the connections made since and extends it if it ends later. If an
+    /// address cannot be bound again (taken by another program), the ingest keeps retrying
+    /// and logs why.
+    pub fn interrupt(&self, duration: Duration) {
+        let until = Instant::now() + duration;
+        log::info!(
+            "ingest outage for {:.1}s: dropping every connection, refusing new ones",
+            duration.as_secs_f32()
+        );
+        self.outage
+            .send_modify(|end| *end = Some(end.map_or(until, |end| end.max(until))));
+    }
+
     /// Stops accepting; existing connections end when their publishers leave.
     pub fn stop_listening(&self) {
         for task in &self.tasks {
@@ -316,8 +332,252 @@ impl Ingest {
     }
 }
 
+/// Accepts connections on one listener; during an outage, closes it (connecting is refused,
+/// as with a server that is down) and binds the same address again when the outage ends.
+///
+/// Each connection gets a clone of this loop's view of the outage: an outage ordered before
+/// the loop saw it (even one racing with the accept) still ends a connection accepted in the
+/// meantime, because the clone has not seen that change either.
+async fn accept_loop(
+    mut listener: TcpListener,
+    config: ListenerConfig,
+    registry: Arc<Registry>,
+    next_conn: Arc<std::sync::atomic::AtomicU64>,
+    mut outage: Outage,
+) {
+    let mut addr = config.addr;
+    if let Ok(bound) = listener.local_addr() {
+        addr = bound;
+    }
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let conn = next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::spawn(connection::serve(
+                        tcp,
+                        peer,
+                        conn,
+                        config.tls.clone(),
+                        Arc::clone(&registry),
+                        outage.clone(),
+                    ));
+                }
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Ok(()) = outage.changed() => {
+                drop(listener);
+                listener = reopen(addr, &mut outage).await;
+            }
+        }
+    }
+}
+
+/// Waits for the outage to end (following extensions), then binds `addr` again, retrying
+/// while it is taken.
+async fn reopen(addr: SocketAddr, outage: &mut Outage) -> TcpListener {
+    let mut warned = false;
+    loop {
+        let until = *outage.borrow_and_update();
+        if let Some(until) = until {
+            tokio::select! {
+                () = tokio::time::sleep_until(until.into()) => {}
+                Ok(()) = outage.changed() => continue,
+            }
+        }
+        match TcpListener::bind(addr).await {
+            Ok(listener) => {
+                log::info!("ingest outage over: listening on {addr} again");
+                return listener;
+            }
+            Err(e) => {
+                if !warned {
+                    log::warn!("cannot listen on {addr} again after the outage (retrying): {e}");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 impl Drop for Ingest {
     fn drop(&mut self) {
         self.stop_listening();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::flv::FlvReader;
+    use crate::protocol::{Event, PublishConfig, Publisher};
+    use crate::transport::io::flush_all;
+    use bytes::Bytes;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpStream;
+
+    /// A bare publisher over the sans-IO [`Publisher`], so that this test sees the ingest's
+    /// behaviour and not the session's reconnect logic.
+    struct TestPublisher {
+        tcp: TcpStream,
+        session: Publisher,
+    }
+
+    impl TestPublisher {
+        async fn connect(addr: SocketAddr, key: &str) -> io::Result<Self> {
+            let tcp = TcpStream::connect(addr).await?;
+            let config = PublishConfig::new("live", &format!("rtmp://{addr}/live"), key);
+            let mut this = Self {
+                tcp,
+                session: Publisher::new(config, 0, &[7; 64]),
+            };
+            let mut input = Vec::with_capacity(64 * 1024);
+            loop {
+                flush_all(&mut this.tcp, &mut this.session).await?;
+                while let Some(event) = this.session.poll_event() {
+                    if event == Event::Publishing {
+                        return Ok(this);
+                    }
+                }
+                input.clear();
+                if this.tcp.read_buf(&mut input).await? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                this.session
+                    .handle_input(&input)
+                    .map_err(io::Error::other)?;
+            }
+        }
+
+        async fn send(&mut self, tags: &[Tag]) -> io::Result<()> {
+            for tag in tags {
+                self.session.send_tag(tag).map_err(io::Error::other)?;
+            }
+            flush_all(&mut self.tcp, &mut self.session).await
+        }
+
+        /// Whether the server closed the connection within `within`.
+        async fn closed_within(&mut self, within: Duration) -> bool {
+            let mut sink = Vec::new();
+            let closed = async {
+                loop {
+                    sink.clear();
+                    match self.tcp.read_buf(&mut sink).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            };
+            tokio::time::timeout(within, closed).await.is_ok()
+        }
+    }
+
+    /// An AVC sequence header, then a keyframe and inter frames at 30 fps from `from` ms.
+    fn video(from: u32, count: u32, header: bool) -> Vec<Tag> {
+        let mut tags = Vec::new();
+        if header {
+            tags.push(Tag::video(
+                0,
+                Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64]),
+            ));
+        }
+        for n in 0..count {
+            let first = if n == 0 { 0x17 } else { 0x27 };
+            let ts = from + n * 33;
+            tags.push(Tag::video(
+                ts,
+                Bytes::from(vec![first, 1, 0, 0, 0, n as u8]),
+            ));
+        }
+        tags
+    }
+
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_drops_and_refuses_then_resumes_the_same_recording() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = IngestConfig::new(([127, 0, 0, 1], 0).into(), dir.path().into());
+        let ingest = Ingest::start(config).await.unwrap();
+        let addr = ingest.local_addrs()[0];
+        let frames = |ingest: &Ingest| ingest.stats().get("k").map_or(0, |s| s.frames_received);
+
+        let mut first = TestPublisher::connect(addr, "k").await.unwrap();
+        first.send(&video(0, 10, true)).await.unwrap();
+        wait_until("the first frames are recorded", || frames(&ingest) == 10).await;
+
+        let outage = Duration::from_millis(600);
+        let interrupted = Instant::now();
+        ingest.interrupt(outage);
+        assert!(
+            first.closed_within(Duration::from_secs(2)).await,
+            "the outage must drop the publisher's connection"
+        );
+        wait_until("the publisher is released", || ingest.publishers("k") == 0).await;
+        // The listener closes as soon as its task sees the outage: connecting is refused.
+        let mut refused = false;
+        while !refused && interrupted.elapsed() < outage / 2 {
+            match TcpStream::connect(addr).await {
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused, "{e}");
+                    refused = true;
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+        assert!(refused, "connecting during the outage must be refused");
+
+        // The same address accepts again once the outage is over, not before.
+        let second = loop {
+            match TestPublisher::connect(addr, "k").await {
+                Ok(publisher) => break publisher,
+                Err(e) => {
+                    assert!(interrupted.elapsed() < Duration::from_secs(5), "{e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        assert!(
+            interrupted.elapsed() >= outage,
+            "accepted after {:?}, during the {outage:?} outage",
+            interrupted.elapsed()
+        );
+        let mut second = second;
+        second.send(&video(330, 10, true)).await.unwrap();
+        wait_until("the resumed frames are recorded", || frames(&ingest) == 20).await;
+        drop(second);
+        wait_until("the second publisher leaves", || {
+            ingest.publishers("k") == 0
+        })
+        .await;
+
+        let stats = &ingest.stats()["k"];
+        assert_eq!(stats.connections, 2);
+        assert_eq!(stats.duplicates, 0);
+        assert_eq!(stats.first_timestamps, [0, 330]);
+        assert!(stats.path.ends_with("k.flv"), "{}", stats.path.display());
+        let file = std::fs::File::open(&stats.path).unwrap();
+        let recorded: Vec<u32> = FlvReader::new(file)
+            .unwrap()
+            .map(|tag| tag.unwrap())
+            .filter(Tag::is_frame)
+            .map(|tag| tag.timestamp)
+            .collect();
+        let expected: Vec<u32> = (0..20).map(|n| n * 33).collect();
+        assert_eq!(
+            recorded, expected,
+            "one file, nothing lost, nothing repeated"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -1,6 +1,9 @@
-//! Real peers for the integration tests: nginx-rtmp, ffmpeg, ffprobe, the goaway binary.
+//! Real peers for the integration tests: nginx-rtmp, ffmpeg, ffprobe, the goaway binary, and
+//! real OBS Studio ([`obs`]).
 //! Every server listens on a free loopback port and dies with its guard.
 #![allow(dead_code, unreachable_pub)]
+
+pub mod obs;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
