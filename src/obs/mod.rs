@@ -13,7 +13,7 @@ mod ffi;
 mod locale;
 mod logger;
 mod output;
-mod packet;
+pub mod packet;
 mod service;
 mod settings;
 mod symbols;

@@ -38,7 +38,7 @@ impl Drop for PacketRef {
 ///
 /// # Safety
 /// `packet` is a valid packet for the duration of the call (OBS's encoded_packet callback).
-pub(crate) unsafe fn take(packet: &encoder_packet) -> EncodedPacket {
+pub unsafe fn take(packet: &encoder_packet) -> EncodedPacket {
     let mut held = PacketRef(encoder_packet::default());
     obs_encoder_packet_ref(&mut held.0, (packet as *const encoder_packet).cast_mut());
     let kind = if packet.type_ == obs_encoder_type_OBS_ENCODER_VIDEO {
