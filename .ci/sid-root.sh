@@ -4,7 +4,7 @@
 # Usage: .ci/sid-root.sh [ROOT]   (default /var/cache/obs-goaway/sid); prints the root's path.
 set -euo pipefail
 root=${1:-/var/cache/obs-goaway/sid}
-packages=obs-studio,xvfb,xauth,ca-certificates,ffmpeg,fonts-dejavu-core
+packages=obs-studio,xvfb,xauth,ca-certificates,ffmpeg,fonts-dejavu-core,wine,wine64
 if [ -x "$root/usr/bin/obs" ] && [ -x "$root/usr/bin/ffprobe" ]; then
     echo "$root"
     exit 0

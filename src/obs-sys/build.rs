@@ -5,7 +5,8 @@
 //! fails the build with a message naming the package to install.
 
 use std::env;
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
 
 /// The oldest libobs the plugin supports (Debian 12's OBS).
 const MIN_LIBOBS: &str = "29.0";
@@ -20,6 +21,10 @@ fn main() {
         // work for every platform), the import libraries from OBS_SYS_LIB_DIR.
         let include = env::var("OBS_SYS_INCLUDE_DIR").unwrap_or_else(|_| "/usr/include/obs".into());
         clang_args.push(format!("-I{include}"));
+        // mingw-w64's math.h has a union over the x87 `long double`, which bindgen turns
+        // into a u128 whose alignment fails bindgen's own layout check. libobs's API has no
+        // `long double`: a 64-bit one changes nothing the plugin uses.
+        clang_args.push("-mlong-double-64".into());
         if let Ok(lib_dir) = env::var("OBS_SYS_LIB_DIR") {
             println!("cargo:rustc-link-search=native={lib_dir}");
         }
@@ -65,4 +70,33 @@ fn main() {
     bindings
         .write_to_file(out.join("bindings.rs"))
         .expect("obs-sys: cannot write the bindings");
+    if target_os == "windows" {
+        raw_audio2_idx_as_obs_wrapper_declares_it(&out.join("bindings.rs"));
+    }
+}
+
+/// obs-wrapper 0.4.1 declares `obs_output_info::raw_audio2`'s `idx` (a C `size_t`) as
+/// `c_ulong`, which is 32 bits on Windows, so it does not compile against correct bindings.
+/// There the binding declares that argument as obs-wrapper does; the call stays right: x64
+/// passes it in a 64-bit register whose low half the callee reads, and the index (an audio
+/// mix, 0 to 5) fits. Nothing else changes; the plugin does not use raw_audio2.
+fn raw_audio2_idx_as_obs_wrapper_declares_it(path: &Path) {
+    let text = fs::read_to_string(path).expect("obs-sys: cannot read the bindings");
+    let field = text
+        .find("pub raw_audio2")
+        .expect("obs-sys: obs_output_info::raw_audio2 is not in the bindings");
+    let idx = field
+        + text[field..]
+            .find("size_t")
+            .expect("obs-sys: raw_audio2 has no size_t argument");
+    assert!(
+        text[field..idx].contains("idx") && !text[field..idx].contains(')'),
+        "obs-sys: raw_audio2's first size_t is not its idx argument"
+    );
+    let fixed = format!(
+        "{}::std::os::raw::c_ulong{}",
+        &text[..idx],
+        &text[idx + "size_t".len()..]
+    );
+    fs::write(path, fixed).expect("obs-sys: cannot write the bindings");
 }
