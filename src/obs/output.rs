@@ -354,12 +354,17 @@ impl Observer for ObsObserver {
                 // SAFETY: the output is live; data capture began when it published.
                 unsafe { obs_output_end_data_capture(output) };
             }
-            Outcome::Abandoned { published: true } => unsafe {
-                obs_output_end_data_capture(output)
-            },
-            Outcome::Abandoned { published: false } => unsafe {
-                obs_output_signal_stop(output, OBS_OUTPUT_SUCCESS as i32)
-            },
+            Outcome::Abandoned { published } => {
+                log::info!("stream stopped at once (forced stop, or nothing to send)");
+                // SAFETY: the output is live; data capture began only if it published.
+                unsafe {
+                    if published {
+                        obs_output_end_data_capture(output);
+                    } else {
+                        obs_output_signal_stop(output, OBS_OUTPUT_SUCCESS as i32);
+                    }
+                }
+            }
             Outcome::Failed { error, published } => {
                 let code = match (&error, published) {
                     (_, true) => OBS_OUTPUT_DISCONNECTED,

@@ -36,7 +36,10 @@ pub(crate) mod default {
     pub(crate) const BUFFER_SECS: i64 = 30;
     pub(crate) const BUFFER_MIB: i64 = 256;
     pub(crate) const REBASE: bool = false;
-    pub(crate) const RETRY_DELAY: i64 = 2;
+    pub(crate) const RETRY_DELAY: i64 = 1;
+    /// Attempts at the retry delay before backing off: a restarting ingest is usually back
+    /// within seconds.
+    pub(crate) const STEADY_ATTEMPTS: u32 = 5;
     pub(crate) const MAX_RETRIES: i64 = 25;
 }
 
@@ -121,6 +124,7 @@ pub(crate) fn session_config(
     };
     config.rebase_timestamps = source.boolean(key::REBASE).unwrap_or(default::REBASE);
     config.reconnect.initial_delay = seconds(source, key::RETRY_DELAY, default::RETRY_DELAY);
+    config.reconnect.steady_attempts = default::STEADY_ATTEMPTS;
     config.reconnect.max_retries = source
         .int(key::MAX_RETRIES)
         .unwrap_or(default::MAX_RETRIES)

@@ -46,6 +46,7 @@ pub async fn run<I: TagInput>(
         url: config.url.clone(),
         buffer: Retained::new(config.buffer),
         congestion: config.congestion.map(Congestion::new),
+        catch_up_end: 0,
         config,
         input,
         cursor: 0,
@@ -133,6 +134,8 @@ struct Runner<I> {
     buffer: Retained,
     /// Live sources: what to drop when the connection falls behind.
     congestion: Option<Congestion>,
+    /// End of the backlog the active connection started with (never dropped).
+    catch_up_end: u64,
     /// The next stream tag to send on the active link.
     cursor: u64,
     input_done: bool,
@@ -255,9 +258,14 @@ impl<I: TagInput> Runner<I> {
         self.report.tags_in += 1;
         self.report.frames_in += u64::from(tag.is_frame());
         self.report.bytes_in += tag.data.len() as u64;
-        if let Some(congestion) = &mut self.congestion {
+        // Without a connection nothing is congested: everything waits for the next one. After
+        // a resume the backlog it carries is protected: only media that piles up behind it
+        // counts, so catching up never drops frames a lossless resume promised.
+        let congestion = self.congestion.as_mut().filter(|_| self.active.is_some());
+        if let Some(congestion) = congestion {
             let mut dropped = 0;
-            let admitted = congestion.admit(&mut self.buffer, self.cursor, &tag, &mut dropped);
+            let front = self.cursor.max(self.catch_up_end);
+            let admitted = congestion.admit(&mut self.buffer, front, &tag, &mut dropped);
             self.config.handle.add_dropped_frames(dropped);
             self.config.handle.set_congestion(congestion.level());
             if !admitted {
@@ -402,6 +410,7 @@ impl<I: TagInput> Runner<I> {
             0
         };
         self.preamble = self.buffer.preamble(self.cursor).into();
+        self.catch_up_end = self.buffer.end();
         self.active = Some(Active {
             link,
             since: self.cursor,

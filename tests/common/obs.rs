@@ -47,7 +47,7 @@ pub const DEFAULT_SID_ROOT: &str = "/var/cache/obs-goaway/sid";
 /// The lock every OBS run holds (`flock`), across threads and test processes.
 pub const LOCK_FILE: &str = "/var/cache/obs-goaway/obs.lock";
 /// Stream key the scenario publishes to.
-pub const SCENARIO_KEY: &str = "k";
+pub const SCENARIO_KEY: &str = "scenario-secret-4711";
 
 /// How long [`ObsRun::stop`] waits after SIGINT before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);

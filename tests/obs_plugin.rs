@@ -1,0 +1,263 @@
+//! The plugin in real OBS Studio (29.0.2 on the host, 32.2.2 in the Debian sid root): the
+//! Stream button runs `goaway_rtmp_output`, which moves the stream on Go Away, on a
+//! Reconnect Request naming another ingest, and through a 3 s outage, losing nothing.
+//!
+//! Needs root, obs-studio, xvfb, ffmpeg, the sid root (`.ci/sid-root.sh`) and the release
+//! build of the plugin (`cargo build --release`); `tests/run.sh` prepares all of it.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::obs::{
+    run_outage_scenario, run_scenario, ObsVersion, OnStart, PluginInstall, ProfileBuilder,
+    ScenarioOutcome, ScenarioTimes, SCENARIO_KEY,
+};
+use common::{ffprobe_decoded_frames, free_port};
+use obs_goaway::ingest::{Ingest, IngestConfig};
+use obs_goaway::media::flv::FlvWriter;
+use obs_goaway::media::TagKind;
+use serde_json::{json, Value};
+
+fn goaway_service(server: &str) -> Value {
+    json!({"type": "goaway_rtmp_service", "settings": {"server": server, "key": SCENARIO_KEY}})
+}
+
+/// The ingests' recordings joined in stream order, written as one FLV file with one
+/// `onMetaData` (Debian 12's ffprobe crashes counting frames past a second one).
+fn joined_recording(outcome: &ScenarioOutcome, dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("joined.flv");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut writer = FlvWriter::new(file).unwrap();
+    let mut tags: Vec<_> = outcome
+        .ingests
+        .iter()
+        .flat_map(|i| i.tags.clone())
+        .collect();
+    tags.sort_by_key(|t| (t.timestamp, t.kind != TagKind::Script));
+    let mut scripts = 0;
+    tags.retain(|t| {
+        scripts += usize::from(t.kind == TagKind::Script);
+        t.kind != TagKind::Script || scripts == 1
+    });
+    for tag in &tags {
+        writer.write_tag(tag).unwrap();
+    }
+    drop(writer);
+    path
+}
+
+fn moves_losslessly_through_signals_and_an_outage(version: ObsVersion) {
+    let outcome = run_outage_scenario(version, goaway_service, |p| {
+        p.plugin(PluginInstall::obs_goaway())
+    });
+    println!("{outcome}");
+    let log = &outcome.exit.log;
+    assert!(
+        outcome.exit.status.success(),
+        "{version}: OBS exited with {}\n{log}",
+        outcome.exit.status
+    );
+    assert!(
+        log.contains("[obs-goaway] publishing to"),
+        "{version}: our output never published\n{log}"
+    );
+    assert!(
+        !log.contains("[rtmp stream:"),
+        "{version}: OBS's own output ran\n{log}"
+    );
+    for cause in ["go-away", "reconnect-request", "connection-lost"] {
+        assert!(
+            log.contains(&format!("[obs-goaway] move: {cause}")),
+            "{version}: no {cause} move in the log\n{log}"
+        );
+    }
+    assert!(
+        !log.contains(SCENARIO_KEY),
+        "{version}: the stream key is in OBS's log"
+    );
+    let [a, b] = &outcome.ingests[..] else {
+        unreachable!("two ingests")
+    };
+    let b_stats = b
+        .stats
+        .as_ref()
+        .expect("the Reconnect Request's redirect to B was not followed");
+    assert!(
+        b_stats.connections >= 2,
+        "{version}: B saw no reconnection after the outage"
+    );
+    // Continuous: no video timestamp gap anywhere, nothing restarted, nothing repeated.
+    assert_eq!(
+        outcome.video_lost_in_gaps, 0,
+        "{version}: frames missing from the stream"
+    );
+    assert!(
+        !outcome.timestamps_restarted,
+        "{version}: timestamps restarted"
+    );
+    assert!(
+        outcome.longest_video_gap <= Duration::from_millis(2 * 1000 / u64::from(outcome.fps)),
+        "{version}: video timestamps jump by {:?}",
+        outcome.longest_video_gap
+    );
+    // The Go Away move happened at A: its viewers waited no longer than between frames
+    // (two intervals, plus encoder jitter on a loaded two-core machine).
+    let a_stats = a.stats.as_ref().expect("A recorded nothing");
+    assert!(
+        a_stats.largest_gap <= Duration::from_millis(150),
+        "{version}: a {:?} stall at A across the Go Away move",
+        a_stats.largest_gap
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let joined = joined_recording(&outcome, dir.path());
+    let (video, audio) = ffprobe_decoded_frames(&joined);
+    assert_eq!(
+        video, outcome.video_frames,
+        "{version}: ffprobe decoded {video} video frames"
+    );
+    assert!(audio > 0, "{version}: no audio decoded");
+}
+
+#[test]
+fn obs_29_plugin_moves_losslessly() {
+    moves_losslessly_through_signals_and_an_outage(ObsVersion::Host);
+}
+
+#[test]
+fn obs_32_plugin_moves_losslessly() {
+    moves_losslessly_through_signals_and_an_outage(ObsVersion::Sid);
+}
+
+/// AV1 from OBS 32's SVT-AV1 encoder goes out as Enhanced RTMP `av01` through a move, and
+/// the sid root's FFmpeg (which reads Enhanced RTMP FLV) decodes the recording.
+#[test]
+fn obs_32_streams_av1_as_enhanced_rtmp_through_a_move() {
+    let version = ObsVersion::Sid;
+    let times = ScenarioTimes {
+        go_away: Duration::from_secs(4),
+        reconnect_request: Duration::from_secs(3600),
+        outage: Duration::from_secs(3600),
+        outage_length: Duration::ZERO,
+        end: Duration::from_secs(9),
+    };
+    let outcome = run_scenario(
+        version,
+        goaway_service,
+        |p| {
+            p.plugin(PluginInstall::obs_goaway()).advanced(
+                "ffmpeg_svt_av1",
+                json!({"bitrate": 800, "keyint_sec": 2, "preset": 12}),
+            )
+        },
+        &times,
+    );
+    println!("{outcome}");
+    let log = &outcome.exit.log;
+    assert!(
+        log.contains("[obs-goaway] connecting to") && log.contains("(av01,"),
+        "{log}"
+    );
+    assert!(
+        log.contains("[obs-goaway] move: go-away"),
+        "{version}: no move\n{log}"
+    );
+    let video: Vec<_> = outcome.ingests[0]
+        .tags
+        .iter()
+        .filter(|t| t.kind == TagKind::Video)
+        .collect();
+    assert!(!video.is_empty(), "no video recorded");
+    assert!(
+        video
+            .iter()
+            .all(|t| t.data.get(1..5) == Some(b"av01".as_slice())),
+        "video is not Enhanced RTMP av01"
+    );
+    assert_eq!(outcome.video_lost_in_gaps, 0);
+    let root = version.root().expect("the sid root");
+    let inside = root.join("tmp/av1-recording.flv");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(joined_recording(&outcome, dir.path()), &inside).unwrap();
+    let probe = Command::new("chroot")
+        .arg(&root)
+        .args([
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+        ])
+        .args([
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg("/tmp/av1-recording.flv")
+        .output()
+        .expect("running ffprobe in the sid root");
+    let _ = std::fs::remove_file(&inside);
+    let text = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let (codec, frames) = text.trim().split_once(',').expect("ffprobe output");
+    assert_eq!(codec, "av1");
+    assert_eq!(
+        frames.parse::<usize>().unwrap(),
+        video.iter().filter(|t| t.is_frame()).count()
+    );
+}
+
+/// OBS starts streaming through the plugin and quits, again and again, and always exits
+/// cleanly (a crash at exit is what an output that never ends data capture causes).
+fn start_stream_quit_cycles(version: ObsVersion, cycles: usize) {
+    version.require();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = IngestConfig::new(
+        SocketAddr::from(([127, 0, 0, 1], free_port())),
+        dir.path().into(),
+    );
+    let ingest = runtime.block_on(Ingest::start(config)).unwrap();
+    let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    for cycle in 1..=cycles {
+        let profile = ProfileBuilder::new(version)
+            .service(goaway_service(&server))
+            .plugin(PluginInstall::obs_goaway())
+            .build();
+        let mut obs = profile.start(OnStart::Stream);
+        obs.wait_for_log("[obs-goaway] publishing to", Duration::from_secs(30));
+        let exit = obs.stop();
+        assert!(
+            exit.status.success() && !exit.killed,
+            "{version}: cycle {cycle}: OBS exited with {} (killed: {})\n{}",
+            exit.status,
+            exit.killed,
+            exit.log
+        );
+        assert!(
+            exit.log.contains("[obs-goaway] stream ended")
+                || exit.log.contains("[obs-goaway] stream stopped at once"),
+            "{version}: cycle {cycle}: the output never ended its stream\n{}",
+            exit.log
+        );
+    }
+}
+
+#[test]
+fn obs_29_exits_cleanly_after_20_streaming_cycles() {
+    start_stream_quit_cycles(ObsVersion::Host, 20);
+}
+
+#[test]
+fn obs_32_exits_cleanly_after_5_streaming_cycles() {
+    start_stream_quit_cycles(ObsVersion::Sid, 5);
+}
