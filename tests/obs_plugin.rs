@@ -261,3 +261,65 @@ fn obs_29_exits_cleanly_after_20_streaming_cycles() {
 fn obs_32_exits_cleanly_after_5_streaming_cycles() {
     start_stream_quit_cycles(ObsVersion::Sid, 5);
 }
+
+/// A stream that cannot start says why, in OBS's log and to OBS (last error and stop code),
+/// and OBS carries on: a refused connection, and TLS spoken to a plain RTMP port.
+fn failures_are_reported_clearly(version: ObsVersion) {
+    version.require();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+    let ingest = runtime.block_on(Ingest::start(config)).unwrap();
+    let plain = ingest.local_addrs()[0];
+    let closed = free_port();
+    let cases = [
+        (
+            format!("rtmp://127.0.0.1:{closed}/live"),
+            format!("cannot connect to 127.0.0.1:{closed}"),
+        ),
+        (
+            format!("rtmps://{plain}/live"),
+            "TLS handshake failed".to_string(),
+        ),
+    ];
+    for (server, expected) in cases {
+        let profile = ProfileBuilder::new(version)
+            .service(goaway_service(&server))
+            .plugin(PluginInstall::obs_goaway())
+            .build();
+        let mut obs = profile.start(OnStart::Stream);
+        obs.wait_for_log("[obs-goaway] stream stopped:", Duration::from_secs(30));
+        let exit = obs.stop();
+        let line = exit
+            .log
+            .lines()
+            .find(|l| l.contains("[obs-goaway] stream stopped:"))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            line.contains(&expected),
+            "{version}: {server}: {line}\n{}",
+            exit.log
+        );
+        assert!(
+            !exit.log.contains(SCENARIO_KEY),
+            "{version}: the key is in the log"
+        );
+        assert!(
+            exit.status.success(),
+            "{version}: OBS exited with {}\n{}",
+            exit.status,
+            exit.log
+        );
+    }
+}
+
+#[test]
+fn obs_29_reports_failures_clearly() {
+    failures_are_reported_clearly(ObsVersion::Host);
+}
+
+#[test]
+fn obs_32_reports_failures_clearly() {
+    failures_are_reported_clearly(ObsVersion::Sid);
+}

@@ -1248,7 +1248,8 @@ impl ObsExit {
         self.console
             .lines()
             .filter_map(|l| l.split("Total frames output: ").nth(1))
-            .filter_map(|n| n.trim().parse().ok())
+            // "692" or "692 (751 attempted)"
+            .filter_map(|n| n.split_whitespace().next()?.parse().ok())
             .collect()
     }
 }
