@@ -3,7 +3,7 @@
 
 use std::ffi::{c_char, c_void};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use obs_sys::{
@@ -54,9 +54,15 @@ unsafe impl Send for OutputPtr {}
 struct Output {
     output: OutputPtr,
     live: LiveOutput,
-    /// The encoder handed OBS a NULL packet: the stream ends as an encode error.
-    encode_error: Arc<AtomicBool>,
+    /// Why the stream must end now, if it must: [`ABORT_ENCODER`] or [`ABORT_INTERNAL`].
+    abort: Arc<AtomicU8>,
 }
+
+/// The encoder handed OBS a NULL packet: the stream ends as an encode error.
+const ABORT_ENCODER: u8 = 1;
+/// A callback panicked (caught): the stream ends as an error rather than running on in an
+/// unknown state.
+const ABORT_INTERNAL: u8 = 2;
 
 /// Takes ownership of a settings reference OBS gave us.
 ///
@@ -101,10 +107,10 @@ impl Output {
             setup.video.as_ref().map_or(0, |v| v.width),
             setup.video.as_ref().map_or(0, |v| v.height),
         );
-        self.encode_error.store(false, Ordering::Relaxed);
+        self.abort.store(0, Ordering::Relaxed);
         let observer = ObsObserver {
             output: self.output,
-            encode_error: Arc::clone(&self.encode_error),
+            abort: Arc::clone(&self.abort),
             server: config.url.to_string(),
             target: None,
         };
@@ -237,7 +243,7 @@ fn local_end(settings: &impl Source) -> LocalEnd {
 /// Reports a session's life to OBS, from the output's runtime thread.
 struct ObsObserver {
     output: OutputPtr,
-    encode_error: Arc<AtomicBool>,
+    abort: Arc<AtomicU8>,
     /// Where the stream goes now (key redacted), for the log.
     server: String,
     /// Where a requested move goes (key redacted).
@@ -340,8 +346,11 @@ impl Observer for ObsObserver {
     fn ended(&mut self, outcome: Outcome) {
         let output = self.output.0;
         match outcome {
-            _ if self.encode_error.load(Ordering::Relaxed) => {
+            _ if self.abort.load(Ordering::Relaxed) == ABORT_ENCODER => {
                 self.fail("the encoder failed", OBS_OUTPUT_ENCODE_ERROR);
+            }
+            _ if self.abort.load(Ordering::Relaxed) == ABORT_INTERNAL => {
+                self.fail("internal error (see the log above)", OBS_OUTPUT_ERROR);
             }
             Outcome::Stopped(report) => {
                 log::info!(
@@ -405,7 +414,7 @@ unsafe extern "C" fn create(_settings: *mut obs_data_t, output: *mut obs_output_
             Ok(live) => Box::into_raw(Box::new(Output {
                 output: OutputPtr(output),
                 live,
-                encode_error: Arc::default(),
+                abort: Arc::default(),
             }))
             .cast(),
             Err(error) => {
@@ -457,19 +466,26 @@ unsafe extern "C" fn stop(data: *mut c_void, ts: u64) {
 
 /// The hot path, on OBS's encoder thread: take a reference, queue it, return.
 unsafe extern "C" fn encoded_packet(data: *mut c_void, packet: *mut encoder_packet) {
-    guard("encoded_packet", (), || {
+    let handed_over = guard("encoded_packet", false, || {
         let Some(output) = instance(data) else {
-            return;
+            return true;
         };
         let Some(packet) = packet.as_ref() else {
-            output.encode_error.store(true, Ordering::Relaxed);
+            output.abort.store(ABORT_ENCODER, Ordering::Relaxed);
             output.live.stop(None);
-            return;
+            return true;
         };
         if output.live.sender().try_send(packet::take(packet)).is_err() {
             output.live.note_refused();
         }
-    })
+        true
+    });
+    if !handed_over {
+        if let Some(output) = instance(data) {
+            output.abort.store(ABORT_INTERNAL, Ordering::Relaxed);
+            output.live.stop(None);
+        }
+    }
 }
 
 unsafe extern "C" fn get_total_bytes(data: *mut c_void) -> u64 {
