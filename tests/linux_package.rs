@@ -469,14 +469,7 @@ fn debian_package_is_complete_lintian_clean_and_removes_cleanly() {
 /// plugin moves to a new connection without losing, repeating or restarting a frame.
 fn obs_streams_with_the_installed_plugin() {
     let version = ObsVersion::Host;
-    let times = ScenarioTimes {
-        go_away: Duration::from_secs(4),
-        // Only the Go Away: the Reconnect Request and the outage come after the end.
-        reconnect_request: Duration::from_secs(3600),
-        outage: Duration::from_secs(3600),
-        outage_length: Duration::ZERO,
-        end: Duration::from_secs(9),
-    };
+    let times = ScenarioTimes::go_away_only(Duration::from_secs(4), Duration::from_secs(9));
     let start = Instant::now();
     let outcome = run_scenario(
         version,

@@ -45,13 +45,7 @@ fn streams_to_the_reference_ingest(version: ObsVersion) {
     let exit = obs.stop();
     let streamed = streaming.elapsed();
 
-    assert!(
-        exit.status.success(),
-        "{version}: OBS exited with {}\n{}",
-        exit.status,
-        exit.log
-    );
-    assert!(!exit.killed, "{version}: OBS ignored SIGINT\n{}", exit.log);
+    exit.assert_clean("exit");
     assert!(
         exit.log.contains(&format!("OBS {}", version.version())),
         "{version}: not the expected OBS\n{}",
@@ -160,12 +154,7 @@ fn websocket_answers(version: ObsVersion) {
         service["streamServiceSettings"]["server"], server,
         "{version}: {service}"
     );
-    assert!(
-        exit.status.success(),
-        "{version}: OBS exited with {}\n{}",
-        exit.status,
-        exit.log
-    );
+    exit.assert_clean("exit");
     assert!(
         !exit.log.contains("==== Streaming Start"),
         "{version}: OBS streamed without --startstreaming\n{}",
@@ -190,13 +179,7 @@ fn builtin_output_loses_video_in_an_outage(version: ObsVersion) -> ScenarioOutco
     let outcome = run_outage_scenario(version, |server| rtmp_custom(server, SCENARIO_KEY), |p| p);
     eprintln!("{outcome}");
     let exit = &outcome.exit;
-    assert!(
-        exit.status.success(),
-        "{version}: OBS exited with {}\n{}",
-        exit.status,
-        exit.log
-    );
-    assert!(!exit.killed, "{version}: OBS ignored SIGINT\n{}", exit.log);
+    exit.assert_clean("exit");
     // It streamed to A until the outage, then OBS's own reconnect brought it back to A.
     let [a, b] = &outcome.ingests[..] else {
         unreachable!("two ingests")
@@ -276,12 +259,7 @@ fn loads_a_plugin_from_the_profile(version: ObsVersion) {
     obs.wait_for_log("Loaded Modules:", Duration::from_secs(30));
     obs.wait_for_log("harness-probe.so", Duration::from_secs(5));
     let exit = obs.stop();
-    assert!(
-        exit.status.success(),
-        "{version}: OBS exited with {}\n{}",
-        exit.status,
-        exit.log
-    );
+    exit.assert_clean("exit");
 }
 
 #[test]

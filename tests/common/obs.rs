@@ -1223,6 +1223,18 @@ impl ObsRun {
 }
 
 impl ObsExit {
+    /// Panics (with the log) unless OBS quit by itself, with status 0, after SIGINT.
+    pub fn assert_clean(&self, context: &str) {
+        assert!(
+            self.status.success() && !self.killed,
+            "{}: {context}: OBS exited with {} (killed: {})\n{}",
+            self.profile.version(),
+            self.status,
+            self.killed,
+            self.log
+        );
+    }
+
     /// The console lines about streaming: the RTMP output's messages, output start, stop
     /// and frame counts, reconnects.
     pub fn stream_lines(&self) -> Vec<&str> {
@@ -1455,6 +1467,20 @@ pub struct ScenarioTimes {
     pub outage_length: Duration,
     /// OBS is stopped (SIGINT) this long after the first frame.
     pub end: Duration,
+}
+
+impl ScenarioTimes {
+    /// Only a Go Away at `go_away`, then the end at `end`: one planned move.
+    pub fn go_away_only(go_away: Duration, end: Duration) -> Self {
+        let never = Duration::from_secs(3600);
+        Self {
+            go_away,
+            reconnect_request: never,
+            outage: never,
+            outage_length: Duration::ZERO,
+            end,
+        }
+    }
 }
 
 impl Default for ScenarioTimes {
