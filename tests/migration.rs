@@ -378,6 +378,7 @@ async fn publishers_that_do_not_announce_support_are_never_signalled() {
     let tags = synthetic(3000, 1000, true, true);
     let url = RtmpUrl::parse(&format!("rtmp://{}/live/quiet", ingest.local_addrs()[0])).unwrap();
     let mut config = SessionConfig::new(url);
+    config.link.announce_go_away = false;
     config.link.announce_reconnect = false;
     let (sender, receiver) = session::packet_channel(64);
     let feeder = feed(tags.clone(), sender, 4.0);

@@ -97,6 +97,7 @@ pub(crate) async fn run(args: PublishArgs, quiet: bool) -> Result<ExitCode, Stri
         Box::new(std::io::BufReader::with_capacity(1 << 20, file))
     };
     let mut config = SessionConfig::new(url.clone());
+    config.link.announce_go_away = !args.no_goaway;
     config.link.announce_reconnect = !args.no_goaway;
     config.link.fourcc_list = enhanced_fourccs(&args.input);
     if url.scheme == Scheme::Rtmps || args.ca_file.is_some() {

@@ -44,7 +44,9 @@ pub struct PublishConfig {
     pub tc_url: String,
     /// Stream key (query string included).
     pub stream_key: String,
-    /// Announce Go Away (`supportsGoAway`) and Reconnect Request (`capsEx`) support.
+    /// Announce Go Away support (`supportsGoAway`) and act on Go Away.
+    pub announce_go_away: bool,
+    /// Announce Reconnect Request support (`capsEx`) and act on Reconnect Requests.
     pub announce_reconnect: bool,
     /// Enhanced RTMP codecs to list in `fourCcList` (empty: none).
     pub fourcc_list: Vec<String>,
@@ -62,6 +64,7 @@ impl PublishConfig {
             app: app.to_owned(),
             tc_url: tc_url.to_owned(),
             stream_key: stream_key.to_owned(),
+            announce_go_away: true,
             announce_reconnect: true,
             fourcc_list: Vec::new(),
             chunk_size: 4096,
@@ -162,7 +165,7 @@ impl Publisher {
         while let Some((raw, message)) = self.wire.next_message()? {
             match message {
                 Message::Command(command) => self.on_command(command, raw.stream_id)?,
-                Message::GoAway if self.config.announce_reconnect => {
+                Message::GoAway if self.config.announce_go_away => {
                     self.events.push_back(Event::GoAway);
                 }
                 Message::GoAway => log::debug!("ignoring Go Away: support was not announced"),
@@ -178,7 +181,7 @@ impl Publisher {
             ("app".into(), Value::String(c.app.clone())),
             ("type".into(), Value::String("nonprivate".into())),
         ];
-        if c.announce_reconnect {
+        if c.announce_go_away {
             object.push(("supportsGoAway".into(), Value::Boolean(true)));
         }
         object.extend([
@@ -496,6 +499,7 @@ mod tests {
     #[test]
     fn signals_are_ignored_when_not_announced() {
         let mut pair = Pair::new(PublishConfig {
+            announce_go_away: false,
             announce_reconnect: false,
             ..config()
         });
@@ -513,6 +517,40 @@ mod tests {
         pair.server.send_reconnect_request(None, "x");
         pair.drive();
         assert_eq!(pair.client.poll_event(), None);
+    }
+
+    /// Each signal is announced and honoured on its own: a user may accept Reconnect
+    /// Requests (which name the next server) but not Go Away, or the other way round.
+    #[test]
+    fn each_signal_is_announced_on_its_own() {
+        for (go_away, reconnect) in [(true, false), (false, true)] {
+            let mut pair = Pair::new(PublishConfig {
+                announce_go_away: go_away,
+                announce_reconnect: reconnect,
+                ..config()
+            });
+            pair.drive();
+            let expected_caps = u32::from(reconnect);
+            assert!(pair.server_events.iter().any(|e| matches!(
+                e,
+                ServerEvent::Connected { supports_go_away, caps_ex, .. }
+                    if *supports_go_away == go_away && *caps_ex == expected_caps
+            )));
+            while pair.client.poll_event().is_some() {}
+            pair.server.send_go_away();
+            pair.server.send_reconnect_request(None, "x");
+            pair.drive();
+            let expected = if go_away {
+                Event::GoAway
+            } else {
+                Event::ReconnectRequest {
+                    tc_url: None,
+                    description: Some("x".into()),
+                }
+            };
+            assert_eq!(pair.client.poll_event(), Some(expected));
+            assert_eq!(pair.client.poll_event(), None);
+        }
     }
 
     #[test]

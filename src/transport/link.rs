@@ -29,7 +29,9 @@ const FIN_WAIT: Duration = Duration::from_secs(3);
 /// How links connect and when they give up.
 #[derive(Debug, Clone)]
 pub struct LinkOptions {
-    /// Announce Go Away / Reconnect Request support in `connect`.
+    /// Announce Go Away support in `connect` (and act on it).
+    pub announce_go_away: bool,
+    /// Announce Enhanced RTMP Reconnect Request support in `connect` (and act on it).
     pub announce_reconnect: bool,
     /// Enhanced RTMP FourCCs for `fourCcList` (empty for H.264 + AAC).
     pub fourcc_list: Vec<String>,
@@ -76,6 +78,7 @@ impl QueueLimits {
 impl Default for LinkOptions {
     fn default() -> Self {
         Self {
+            announce_go_away: true,
             announce_reconnect: true,
             fourcc_list: Vec::new(),
             tls: None,
@@ -133,6 +136,7 @@ pub async fn establish(url: &RtmpUrl, options: &LinkOptions) -> Result<Establish
         )
         .await?;
         let mut config = PublishConfig::new(&url.app, &url.tc_url(), url.key());
+        config.announce_go_away = options.announce_go_away;
         config.announce_reconnect = options.announce_reconnect;
         config.fourcc_list.clone_from(&options.fourcc_list);
         let (epoch, random) = handshake_seed();
