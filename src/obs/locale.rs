@@ -71,3 +71,10 @@ macro_rules! tr {
     };
 }
 pub(crate) use tr;
+
+/// The translation of `key` with `detail` in place of `%1`: a localized sentence around a
+/// technical detail that stays as the session wrote it (a sentence without `%1` leaves the
+/// detail to the log).
+pub(crate) fn with_detail(key: &'static [u8], detail: &dyn std::fmt::Display) -> String {
+    text(key).replace("%1", &detail.to_string())
+}

@@ -1,7 +1,10 @@
 //! The OBS Studio plugin: everything that touches libobs, and the crate's only `unsafe`.
 //!
 //! Each OBS callback is a thin shell (see [`ffi::guard`]) over a safe type that owns the
-//! state: [`output`] drives a [`crate::live::LiveOutput`], [`service`] holds the destination.
+//! state: [`output`] drives a [`crate::live::LiveOutput`], [`service`] holds the destination,
+//! [`dialog`] is the Tools menu's settings dialog, [`profile`] turns the profile's stream
+//! service into ours and back ([`conversion`] has the rules), [`websocket`] answers
+//! obs-websocket vendor requests.
 //! Nothing of OBS leaks below this module: the session sees packets and a configuration.
 //!
 //! Built against the oldest supported headers (libobs 29.0) and run on 29.0 through 32.x:
@@ -9,15 +12,20 @@
 //! exist only in some versions are looked up at run time ([`symbols`]), because OBS 32
 //! refuses a module with a single unresolved import.
 
+mod conversion;
+mod dialog;
 mod ffi;
 mod locale;
 mod logger;
 mod output;
 pub mod packet;
+mod profile;
 mod service;
 mod settings;
+mod status;
 mod symbols;
 mod version;
+mod websocket;
 
 use obs_wrapper::module::{LoadContext, Module, ModuleContext};
 use obs_wrapper::obs_string;
@@ -57,8 +65,16 @@ impl Module for GoAwayModule {
             );
             output::register(running);
             service::register(running);
+            dialog::register();
+            dialog::install();
             true
         })
+    }
+
+    /// obs-websocket registers its API during its own load: vendor requests can only be
+    /// added once every module is loaded.
+    fn post_load(&mut self) {
+        ffi::guard("module post_load", (), websocket::register);
     }
 
     fn unload(&mut self) {

@@ -4,7 +4,7 @@
 use std::ffi::{c_char, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use obs_sys::{
     audio_output_get_channels, bfree, calldata_set_data, calldata_t, encoder_packet, obs_data_t,
@@ -24,7 +24,7 @@ use obs_wrapper::data::DataObj;
 use obs_wrapper::wrapper::PtrWrapper;
 
 use super::ffi::{c_string, cstr, guard, text};
-use super::locale::{text_ptr, tr};
+use super::locale::{self, text_ptr, tr, with_detail};
 use super::packet;
 use super::settings::{session_config, Destination, Source};
 use super::symbols::{connect_info, ConnectInfo};
@@ -33,7 +33,7 @@ use super::SERVICE_ID;
 use crate::live::{AudioSetup, LiveOutput, Observer, Outcome, StreamSetup, VideoSetup};
 use crate::media::VideoCodec;
 use crate::protocol::ProtocolError;
-use crate::session::{Cause, CutoverKind, SessionError, SessionEvent};
+use crate::session::{Cause, CutoverKind, SessionError, SessionEvent, SessionHandle};
 use crate::transport::{IpFamily, LinkError, LocalEnd};
 
 /// `obs_output_info` as libobs 29.1 and later know it (plus `protocols`).
@@ -64,6 +64,26 @@ const ABORT_ENCODER: u8 = 1;
 /// unknown state.
 const ABORT_INTERNAL: u8 = 2;
 
+/// The sessions of this process's streaming outputs, by output: what the settings dialog
+/// and obs-websocket read the status of and ask to switch servers. An entry is added when
+/// a stream starts and removed when it ends or the output goes away.
+static RUNNING: Mutex<Vec<(usize, Arc<SessionHandle>)>> = Mutex::new(Vec::new());
+
+fn set_running(output: OutputPtr, handle: Option<Arc<SessionHandle>>) {
+    let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+    running.retain(|(id, _)| *id != output.0 as usize);
+    running.extend(handle.map(|h| (output.0 as usize, h)));
+}
+
+/// The most recently started stream that is still running.
+pub(crate) fn running_session() -> Option<Arc<SessionHandle>> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .last()
+        .map(|(_, handle)| Arc::clone(handle))
+}
+
 /// Takes ownership of a settings reference OBS gave us.
 ///
 /// # Safety
@@ -79,15 +99,15 @@ impl Output {
         // SAFETY: `output` is live while OBS calls our callbacks.
         unsafe {
             if !obs_output_can_begin_data_capture(output, 0) {
-                return Err("the output cannot start capturing now".into());
+                return Err(locale::text(tr!("Error.CannotCapture")));
             }
             if !obs_output_initialize_encoders(output, 0) {
-                return Err("the encoders could not be initialized".into());
+                return Err(locale::text(tr!("Error.Encoders")));
             }
         }
         let (destination, options) = self.destination()?;
-        let mut config =
-            session_config(&destination, &options).map_err(|error| error.to_string())?;
+        let mut config = session_config(&destination, &options)
+            .map_err(|error| with_detail(tr!("Error.BadServer"), &error))?;
         if destination.username.is_some() {
             log::warn!("RTMP authentication (username/password) is not supported yet; connecting without it");
         }
@@ -116,7 +136,9 @@ impl Output {
         };
         self.live
             .start(config, setup, observer)
-            .map_err(|error| format!("cannot start the stream: {error}"))
+            .map_err(|error| with_detail(tr!("Error.CannotStart"), &error))?;
+        set_running(self.output, self.live.handle());
+        Ok(())
     }
 
     /// Where to publish: our service's settings, or another service's connect info.
@@ -125,10 +147,10 @@ impl Output {
         unsafe {
             let service = obs_output_get_service(self.output.0);
             if service.is_null() {
-                return Err("no stream service is set".into());
+                return Err(locale::text(tr!("Error.NoService")));
             }
             let options = owned(obs_service_get_settings(service))
-                .ok_or_else(|| "the stream service has no settings".to_string())?;
+                .ok_or_else(|| locale::text(tr!("Error.NoService")))?;
             let destination = if text(obs_service_get_id(service)) == SERVICE_ID {
                 Destination::read(&options)
             } else {
@@ -189,7 +211,7 @@ unsafe fn video_setup(encoder: *mut obs_encoder_t) -> Result<VideoSetup, String>
         "h264" => VideoCodec::H264,
         "hevc" => VideoCodec::Hevc,
         "av1" => VideoCodec::Av1,
-        other => return Err(format!("video codec \"{other}\" cannot go over RTMP")),
+        other => return Err(with_detail(tr!("Error.Codec"), &other)),
     };
     let video = obs_encoder_video(encoder);
     Ok(VideoSetup {
@@ -281,9 +303,12 @@ impl ObsObserver {
         }
     }
 
-    fn fail(&self, message: &str, code: i32) {
-        log::error!("stream stopped: {message}");
-        let message = c_string(message);
+    /// Ends the stream with OBS's stop `code`; OBS's "Failed to connect"/"Disconnected"
+    /// dialog shows the user the localized `headline` with the session's `detail` (the log
+    /// keeps the detail alone, in English).
+    fn fail(&self, headline: &'static [u8], detail: &dyn std::fmt::Display, code: i32) {
+        log::error!("stream stopped: {detail}");
+        let message = c_string(&with_detail(headline, detail));
         // SAFETY: the output is live; OBS copies the error text.
         unsafe {
             obs_output_set_last_error(self.output.0, message.as_ptr());
@@ -344,13 +369,22 @@ impl Observer for ObsObserver {
     }
 
     fn ended(&mut self, outcome: Outcome) {
+        set_running(self.output, None);
         let output = self.output.0;
         match outcome {
             _ if self.abort.load(Ordering::Relaxed) == ABORT_ENCODER => {
-                self.fail("the encoder failed", OBS_OUTPUT_ENCODE_ERROR);
+                self.fail(
+                    tr!("Fail.Encoder"),
+                    &"the encoder failed",
+                    OBS_OUTPUT_ENCODE_ERROR,
+                );
             }
             _ if self.abort.load(Ordering::Relaxed) == ABORT_INTERNAL => {
-                self.fail("internal error (see the log above)", OBS_OUTPUT_ERROR);
+                self.fail(
+                    tr!("Fail.Internal"),
+                    &"internal error (see the log above)",
+                    OBS_OUTPUT_ERROR,
+                );
             }
             Outcome::Stopped(report) => {
                 log::info!(
@@ -375,20 +409,20 @@ impl Observer for ObsObserver {
                 }
             }
             Outcome::Failed { error, published } => {
-                let code = match (&error, published) {
-                    (_, true) => OBS_OUTPUT_DISCONNECTED,
+                let (code, headline) = match (&error, published) {
+                    (_, true) => (OBS_OUTPUT_DISCONNECTED, tr!("Fail.Disconnected")),
                     (
                         SessionError::Fatal(LinkError::Protocol(ProtocolError::Rejected {
                             ..
                         })),
                         _,
-                    ) => OBS_OUTPUT_INVALID_STREAM,
+                    ) => (OBS_OUTPUT_INVALID_STREAM, tr!("Fail.Rejected")),
                     (SessionError::Fatal(_) | SessionError::Connect(_), _) => {
-                        OBS_OUTPUT_CONNECT_FAILED
+                        (OBS_OUTPUT_CONNECT_FAILED, tr!("Fail.Connect"))
                     }
-                    (SessionError::GaveUp { .. }, _) => OBS_OUTPUT_ERROR,
+                    (SessionError::GaveUp { .. }, _) => (OBS_OUTPUT_ERROR, tr!("Fail.GaveUp")),
                 };
-                self.fail(&error.to_string(), code);
+                self.fail(headline, &error, code);
             }
         }
     }
@@ -428,8 +462,10 @@ unsafe extern "C" fn create(_settings: *mut obs_data_t, output: *mut obs_output_
 unsafe extern "C" fn destroy(data: *mut c_void) {
     guard("output destroy", (), || {
         if !data.is_null() {
+            let output = Box::from_raw(data.cast::<Output>());
+            set_running(output.output, None);
             // Stops any stream and shuts the runtime down (bounded), on OBS's thread.
-            drop(Box::from_raw(data.cast::<Output>()));
+            drop(output);
         }
     })
 }

@@ -5,8 +5,9 @@ use std::ffi::{c_char, c_void, CString};
 use std::ptr;
 
 use obs_sys::{
-    obs_data_addref, obs_data_set_default_bool, obs_data_set_default_int, obs_data_t,
-    obs_properties_t, obs_register_service_s, obs_service_info, obs_service_t,
+    obs_data_addref, obs_data_set_default_bool, obs_data_set_default_int,
+    obs_data_set_default_string, obs_data_t, obs_properties_t, obs_register_service_s,
+    obs_service_info, obs_service_t,
 };
 use obs_wrapper::data::DataObj;
 use obs_wrapper::properties::{BoolProp, Properties, TextProp, TextType};
@@ -15,7 +16,8 @@ use obs_wrapper::wrapper::PtrWrapper;
 
 use super::ffi::{c_string, cstr, guard};
 use super::locale::{text, text_ptr, tr};
-use super::settings::{default, key, Destination};
+use super::profile;
+use super::settings::{key, Destination, Setting, OPTIONS};
 use super::version::Running;
 
 /// `obs_service_info` as libobs 29.1 and later know it (the 29.0 struct plus four
@@ -112,6 +114,7 @@ unsafe extern "C" fn destroy(data: *mut c_void) {
     guard("service destroy", (), || {
         if !data.is_null() {
             drop(Box::from_raw(data.cast::<Service>()));
+            profile::service_destroyed();
         }
     })
 }
@@ -126,24 +129,28 @@ unsafe extern "C" fn update(data: *mut c_void, settings: *mut obs_data_t) {
 
 /// Our options' defaults (the Custom service keys default to empty).
 pub(crate) unsafe extern "C" fn get_defaults(settings: *mut obs_data_t) {
-    guard("service get_defaults", (), || {
-        let bool_default = |name: &str, value| {
-            let name = c_string(name);
-            obs_data_set_default_bool(settings, name.as_ptr(), value);
-        };
-        let int_default = |name: &str, value| {
-            let name = c_string(name);
-            obs_data_set_default_int(settings, name.as_ptr(), value);
-        };
-        bool_default(key::ANNOUNCE, default::ANNOUNCE);
-        bool_default(key::BREAK_BEFORE_MAKE, default::BREAK_BEFORE_MAKE);
-        bool_default(key::REBASE, default::REBASE);
-        int_default(key::KEYFRAME_DEADLINE, default::KEYFRAME_DEADLINE);
-        int_default(key::BUFFER_SECS, default::BUFFER_SECS);
-        int_default(key::BUFFER_MIB, default::BUFFER_MIB);
-        int_default(key::RETRY_DELAY, default::RETRY_DELAY);
-        int_default(key::MAX_RETRIES, default::MAX_RETRIES);
-    })
+    guard("service get_defaults", (), || set_option_defaults(settings))
+}
+
+/// Registers every option's default in `settings`.
+///
+/// # Safety
+/// `settings` is live.
+pub(crate) unsafe fn set_option_defaults(settings: *mut obs_data_t) {
+    for option in OPTIONS {
+        match option {
+            Setting::Bool(name, value) => {
+                obs_data_set_default_bool(settings, c_string(name).as_ptr(), value);
+            }
+            Setting::Int(name, value) => {
+                obs_data_set_default_int(settings, c_string(name).as_ptr(), value);
+            }
+            Setting::Text(name, value) => {
+                let value = c_string(value);
+                obs_data_set_default_string(settings, c_string(name).as_ptr(), value.as_ptr());
+            }
+        }
+    }
 }
 
 unsafe extern "C" fn get_properties(_data: *mut c_void) -> *mut obs_properties_t {

@@ -18,29 +18,78 @@ pub(crate) mod key {
     pub(crate) const USE_AUTH: &str = "use_auth";
     pub(crate) const USERNAME: &str = "username";
     pub(crate) const PASSWORD: &str = "password";
-    pub(crate) const ANNOUNCE: &str = "goaway_announce";
-    pub(crate) const BREAK_BEFORE_MAKE: &str = "goaway_break_before_make";
+    pub(crate) const ANNOUNCE_GO_AWAY: &str = "goaway_announce_go_away";
+    pub(crate) const ANNOUNCE_RECONNECT: &str = "goaway_announce_reconnect";
+    pub(crate) const STRATEGY: &str = "goaway_strategy";
     pub(crate) const KEYFRAME_DEADLINE: &str = "goaway_keyframe_deadline";
     pub(crate) const BUFFER_SECS: &str = "goaway_buffer_secs";
     pub(crate) const BUFFER_MIB: &str = "goaway_buffer_mib";
-    pub(crate) const REBASE: &str = "goaway_rebase_timestamps";
+    pub(crate) const TIMESTAMPS: &str = "goaway_timestamps";
     pub(crate) const RETRY_DELAY: &str = "goaway_retry_delay";
+    pub(crate) const STEADY_ATTEMPTS: &str = "goaway_steady_attempts";
     pub(crate) const MAX_RETRIES: &str = "goaway_max_retries";
+    /// The service the profile had before lossless streaming was turned on
+    /// (`{"type", "settings"}`), restored exactly when it is turned off.
+    pub(crate) const PREVIOUS: &str = "goaway_previous";
+}
+
+/// Values of [`key::STRATEGY`].
+pub(crate) mod strategy {
+    pub(crate) const MAKE_BEFORE_BREAK: &str = "make_before_break";
+    pub(crate) const BREAK_BEFORE_MAKE: &str = "break_before_make";
+}
+
+/// Values of [`key::TIMESTAMPS`].
+pub(crate) mod timestamps {
+    pub(crate) const CONTINUE: &str = "continue";
+    pub(crate) const RESTART: &str = "restart";
 }
 
 /// Defaults: right for almost everyone.
 pub(crate) mod default {
-    pub(crate) const ANNOUNCE: bool = true;
-    pub(crate) const BREAK_BEFORE_MAKE: bool = false;
+    pub(crate) const ANNOUNCE_GO_AWAY: bool = true;
+    pub(crate) const ANNOUNCE_RECONNECT: bool = true;
+    pub(crate) const STRATEGY: &str = super::strategy::MAKE_BEFORE_BREAK;
     pub(crate) const KEYFRAME_DEADLINE: i64 = 10;
     pub(crate) const BUFFER_SECS: i64 = 30;
     pub(crate) const BUFFER_MIB: i64 = 256;
-    pub(crate) const REBASE: bool = false;
+    pub(crate) const TIMESTAMPS: &str = super::timestamps::CONTINUE;
     pub(crate) const RETRY_DELAY: i64 = 1;
     /// Attempts at the retry delay before backing off: a restarting ingest is usually back
     /// within seconds.
-    pub(crate) const STEADY_ATTEMPTS: u32 = 5;
+    pub(crate) const STEADY_ATTEMPTS: i64 = 5;
     pub(crate) const MAX_RETRIES: i64 = 25;
+}
+
+/// One option of ours with its default, so that the dialog, the service and the
+/// conversion copy the same set.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Setting {
+    Bool(&'static str, bool),
+    Int(&'static str, i64),
+    Text(&'static str, &'static str),
+}
+
+/// Every option beyond the destination.
+pub(crate) const OPTIONS: [Setting; 10] = [
+    Setting::Bool(key::ANNOUNCE_GO_AWAY, default::ANNOUNCE_GO_AWAY),
+    Setting::Bool(key::ANNOUNCE_RECONNECT, default::ANNOUNCE_RECONNECT),
+    Setting::Text(key::STRATEGY, default::STRATEGY),
+    Setting::Int(key::KEYFRAME_DEADLINE, default::KEYFRAME_DEADLINE),
+    Setting::Int(key::BUFFER_SECS, default::BUFFER_SECS),
+    Setting::Int(key::BUFFER_MIB, default::BUFFER_MIB),
+    Setting::Text(key::TIMESTAMPS, default::TIMESTAMPS),
+    Setting::Int(key::RETRY_DELAY, default::RETRY_DELAY),
+    Setting::Int(key::STEADY_ATTEMPTS, default::STEADY_ATTEMPTS),
+    Setting::Int(key::MAX_RETRIES, default::MAX_RETRIES),
+];
+
+/// A stream service as a profile stores it (service.json): its type and its settings as
+/// OBS's JSON text, kept verbatim so that it comes back exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredService {
+    pub(crate) id: String,
+    pub(crate) settings_json: String,
 }
 
 /// Where settings are read from: OBS data, or a map in tests.
@@ -48,6 +97,17 @@ pub(crate) trait Source {
     fn string(&self, key: &str) -> Option<String>;
     fn boolean(&self, key: &str) -> Option<bool>;
     fn int(&self, key: &str) -> Option<i64>;
+    /// A nested `{"type", "settings"}` object.
+    fn service(&self, key: &str) -> Option<StoredService>;
+}
+
+/// Where settings are written: OBS data, or a map in tests.
+pub(crate) trait Sink {
+    fn set_string(&mut self, key: &str, value: &str);
+    fn set_bool(&mut self, key: &str, value: bool);
+    fn set_int(&mut self, key: &str, value: i64);
+    fn set_service(&mut self, key: &str, value: &StoredService);
+    fn remove(&mut self, key: &str);
 }
 
 impl Source for DataObj<'_> {
@@ -59,6 +119,31 @@ impl Source for DataObj<'_> {
     }
     fn int(&self, key: &str) -> Option<i64> {
         self.get::<i64>(key)
+    }
+    fn service(&self, key: &str) -> Option<StoredService> {
+        let object = self.get::<DataObj<'_>>(key)?;
+        Some(StoredService {
+            id: object.string("type")?,
+            settings_json: object
+                .get::<DataObj<'_>>("settings")
+                .and_then(|s| s.get_json())
+                .unwrap_or_else(|| "{}".into()),
+        })
+    }
+}
+
+/// Copies every option from `from` (its value, else the default) to `to`.
+pub(crate) fn copy_options(from: &impl Source, to: &mut impl Sink) {
+    for option in OPTIONS {
+        match option {
+            Setting::Bool(name, fallback) => {
+                to.set_bool(name, from.boolean(name).unwrap_or(fallback));
+            }
+            Setting::Int(name, fallback) => to.set_int(name, from.int(name).unwrap_or(fallback)),
+            Setting::Text(name, fallback) => {
+                to.set_string(name, &from.string(name).unwrap_or_else(|| fallback.into()));
+            }
+        }
     }
 }
 
@@ -104,11 +189,13 @@ pub(crate) fn session_config(
 ) -> Result<SessionConfig, UrlError> {
     let url = RtmpUrl::with_key(&destination.server, &destination.key)?;
     let mut config = SessionConfig::new(url);
-    config.link.announce_reconnect = source.boolean(key::ANNOUNCE).unwrap_or(default::ANNOUNCE);
-    if source
-        .boolean(key::BREAK_BEFORE_MAKE)
-        .unwrap_or(default::BREAK_BEFORE_MAKE)
-    {
+    config.link.announce_go_away = source
+        .boolean(key::ANNOUNCE_GO_AWAY)
+        .unwrap_or(default::ANNOUNCE_GO_AWAY);
+    config.link.announce_reconnect = source
+        .boolean(key::ANNOUNCE_RECONNECT)
+        .unwrap_or(default::ANNOUNCE_RECONNECT);
+    if source.string(key::STRATEGY).as_deref() == Some(strategy::BREAK_BEFORE_MAKE) {
         config.mode = MigrationMode::BreakBeforeMake;
     }
     config.keyframe_deadline = seconds(source, key::KEYFRAME_DEADLINE, default::KEYFRAME_DEADLINE)
@@ -122,9 +209,13 @@ pub(crate) fn session_config(
             .clamp(8, 4096) as usize)
             << 20,
     };
-    config.rebase_timestamps = source.boolean(key::REBASE).unwrap_or(default::REBASE);
+    config.rebase_timestamps =
+        source.string(key::TIMESTAMPS).as_deref() == Some(timestamps::RESTART);
     config.reconnect.initial_delay = seconds(source, key::RETRY_DELAY, default::RETRY_DELAY);
-    config.reconnect.steady_attempts = default::STEADY_ATTEMPTS;
+    config.reconnect.steady_attempts = source
+        .int(key::STEADY_ATTEMPTS)
+        .unwrap_or(default::STEADY_ATTEMPTS)
+        .clamp(0, 1000) as u32;
     config.reconnect.max_retries = source
         .int(key::MAX_RETRIES)
         .unwrap_or(default::MAX_RETRIES)
@@ -133,28 +224,68 @@ pub(crate) fn session_config(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
+pub(crate) mod map {
+    //! Settings in a map, for tests without libobs.
+    use super::{Sink, Source, StoredService};
+    use std::collections::BTreeMap;
 
-    #[derive(Default)]
-    struct Map(HashMap<&'static str, String>);
+    /// Values as text (booleans "true"/"false"), nested services apart.
+    #[derive(Debug, Default, Clone, PartialEq, Eq)]
+    pub(crate) struct Map {
+        pub(crate) values: BTreeMap<String, String>,
+        pub(crate) services: BTreeMap<String, StoredService>,
+    }
 
     impl Source for Map {
         fn string(&self, key: &str) -> Option<String> {
-            self.0.get(key).cloned()
+            self.values.get(key).cloned()
         }
         fn boolean(&self, key: &str) -> Option<bool> {
-            self.0.get(key).map(|v| v == "true")
+            self.values.get(key).map(|v| v == "true")
         }
         fn int(&self, key: &str) -> Option<i64> {
-            self.0.get(key).and_then(|v| v.parse().ok())
+            self.values.get(key).and_then(|v| v.parse().ok())
+        }
+        fn service(&self, key: &str) -> Option<StoredService> {
+            self.services.get(key).cloned()
         }
     }
 
-    fn map(pairs: &[(&'static str, &str)]) -> Map {
-        Map(pairs.iter().map(|(k, v)| (*k, v.to_string())).collect())
+    impl Sink for Map {
+        fn set_string(&mut self, key: &str, value: &str) {
+            self.values.insert(key.into(), value.into());
+        }
+        fn set_bool(&mut self, key: &str, value: bool) {
+            self.values.insert(key.into(), value.to_string());
+        }
+        fn set_int(&mut self, key: &str, value: i64) {
+            self.values.insert(key.into(), value.to_string());
+        }
+        fn set_service(&mut self, key: &str, value: &StoredService) {
+            self.services.insert(key.into(), value.clone());
+        }
+        fn remove(&mut self, key: &str) {
+            self.values.remove(key);
+            self.services.remove(key);
+        }
     }
+
+    /// A map with these text values.
+    pub(crate) fn map(pairs: &[(&str, &str)]) -> Map {
+        Map {
+            values: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            services: BTreeMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::map::map;
+    use super::*;
 
     #[test]
     fn custom_service_keys_make_the_url() {
@@ -166,7 +297,9 @@ mod tests {
         assert_eq!(config.url.key(), "sekrit");
         assert!(!config.url.to_string().contains("sekrit"));
         assert_eq!(config.mode, MigrationMode::MakeBeforeBreak);
-        assert!(config.link.announce_reconnect);
+        assert!(config.link.announce_go_away && config.link.announce_reconnect);
+        assert!(!config.rebase_timestamps);
+        assert_eq!(config.reconnect.steady_attempts, 5);
     }
 
     #[test]
@@ -177,7 +310,7 @@ mod tests {
             ("password", "p"),
         ]);
         assert_eq!(Destination::read(&source).password, None);
-        source.0.insert("use_auth", "true".into());
+        source.set_bool("use_auth", true);
         let destination = Destination::read(&source);
         assert_eq!(destination.username.as_deref(), Some("u"));
         assert_eq!(destination.protocol(), "RTMPS");
@@ -190,12 +323,16 @@ mod tests {
             ("key", "k"),
             ("goaway_buffer_mib", "999999"),
             ("goaway_keyframe_deadline", "0"),
-            ("goaway_break_before_make", "true"),
+            ("goaway_strategy", "break_before_make"),
+            ("goaway_timestamps", "restart"),
+            ("goaway_announce_go_away", "false"),
         ]);
         let config = session_config(&Destination::read(&source), &source).unwrap();
         assert_eq!(config.buffer.max_bytes, 4096 << 20);
         assert_eq!(config.keyframe_deadline, Duration::from_secs(1));
         assert_eq!(config.mode, MigrationMode::BreakBeforeMake);
+        assert!(config.rebase_timestamps);
+        assert!(!config.link.announce_go_away && config.link.announce_reconnect);
     }
 
     #[test]

@@ -23,6 +23,12 @@ impl Running {
     pub(crate) fn has_protocols(self) -> bool {
         self.major_minor() >= (29, 1)
     }
+
+    /// 30.2 added Enhanced Broadcasting (multitrack video), whose profile setting makes the
+    /// Stream button bypass any plugin output.
+    pub(crate) fn has_multitrack(self) -> bool {
+        self.major_minor() >= (30, 2)
+    }
 }
 
 impl fmt::Display for Running {

@@ -1,0 +1,369 @@
+//! The current profile's stream service, as the frontend holds it: reading it, turning
+//! lossless streaming on and off ([`super::conversion`] decides what; this module asks
+//! libobs), and saving it the way OBS's own Settings do (service.json).
+//!
+//! Called from OBS's UI thread (the dialog) and from obs-websocket's request threads, as
+//! obs-websocket's own SetStreamServiceSettings does; a lock keeps conversions whole.
+
+use std::ffi::c_char;
+use std::fmt;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use obs_sys::{
+    config_t, obs_data_set_bool, obs_data_set_int, obs_data_set_obj, obs_data_set_string,
+    obs_data_unset_user_value, obs_frontend_get_profile_config, obs_frontend_get_streaming_service,
+    obs_frontend_save_streaming_service, obs_frontend_set_streaming_service, obs_service_create,
+    obs_service_create_private, obs_service_get_settings, obs_service_get_type,
+    obs_service_release,
+};
+use obs_wrapper::data::DataObj;
+use obs_wrapper::wrapper::PtrWrapper;
+
+use super::conversion::{self, ConversionError, Resolved, Restore, CUSTOM_ID, LISTED_ID};
+use super::ffi::{c_string, cstr, text};
+use super::locale::{self, tr, with_detail};
+use super::settings::{key, Destination, Sink, Source, StoredService};
+use super::symbols::{connect_info, ConnectInfo};
+use super::version::Running;
+use super::SERVICE_ID;
+
+// libobs's config functions (util/config-file.h, which the generated bindings leave out).
+extern "C" {
+    fn config_get_bool(config: *mut config_t, section: *const c_char, name: *const c_char) -> bool;
+    fn config_set_bool(
+        config: *mut config_t,
+        section: *const c_char,
+        name: *const c_char,
+        value: bool,
+    );
+    fn config_save_safe(
+        config: *mut config_t,
+        temp_ext: *const c_char,
+        backup_ext: *const c_char,
+    ) -> i32;
+}
+
+/// One conversion at a time (the dialog and obs-websocket may ask at once).
+static CONVERTING: Mutex<()> = Mutex::new(());
+/// Our own replacements of the service under way: our service going away then is expected.
+static REPLACING: AtomicUsize = AtomicUsize::new(0);
+/// OBS is switching profiles or quitting: it drops the profile's service itself.
+static FRONTEND_DROPS_SERVICE: AtomicBool = AtomicBool::new(false);
+
+/// Why a profile operation failed.
+#[derive(Debug)]
+pub(crate) enum ProfileError {
+    Conversion(ConversionError),
+    /// OBS has no stream service (only while it starts up or quits).
+    NoService,
+    /// libobs could not create the service (its plugin is missing).
+    CannotCreate(String),
+}
+
+impl fmt::Display for ProfileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Conversion(error) => error.fmt(f),
+            Self::NoService => f.write_str("OBS has no stream service now"),
+            Self::CannotCreate(id) => write!(f, "OBS could not create a \"{id}\" service"),
+        }
+    }
+}
+
+impl ProfileError {
+    /// The message in the user's language.
+    pub(crate) fn localized(&self) -> String {
+        match self {
+            Self::Conversion(ConversionError::AlreadyOn) => locale::text(tr!("Error.AlreadyOn")),
+            Self::Conversion(ConversionError::AlreadyOff) => locale::text(tr!("Error.AlreadyOff")),
+            Self::Conversion(ConversionError::Unsupported(id)) => {
+                with_detail(tr!("Error.Unsupported"), id)
+            }
+            Self::Conversion(ConversionError::NoServer) => locale::text(tr!("Error.NoServer")),
+            Self::NoService => locale::text(tr!("Error.NoService")),
+            Self::CannotCreate(id) => with_detail(tr!("Error.CannotCreate"), id),
+        }
+    }
+}
+
+impl From<ConversionError> for ProfileError {
+    fn from(error: ConversionError) -> Self {
+        Self::Conversion(error)
+    }
+}
+
+/// Writes into OBS data; nested services are built from their JSON text.
+impl Sink for DataObj<'_> {
+    fn set_string(&mut self, key: &str, value: &str) {
+        let (key, value) = (c_string(key), c_string(value));
+        // SAFETY: the object is live; libobs copies both strings.
+        unsafe { obs_data_set_string(self.as_ptr_mut(), key.as_ptr(), value.as_ptr()) };
+    }
+    fn set_bool(&mut self, key: &str, value: bool) {
+        let key = c_string(key);
+        // SAFETY: as above.
+        unsafe { obs_data_set_bool(self.as_ptr_mut(), key.as_ptr(), value) };
+    }
+    fn set_int(&mut self, key: &str, value: i64) {
+        let key = c_string(key);
+        // SAFETY: as above.
+        unsafe { obs_data_set_int(self.as_ptr_mut(), key.as_ptr(), value) };
+    }
+    fn set_service(&mut self, key: &str, value: &StoredService) {
+        let mut settings = DataObj::from_json(value.settings_json.as_str()).unwrap_or_default();
+        let mut object = DataObj::new();
+        object.set_string("type", &value.id);
+        let (key, settings_key) = (c_string(key), cstr!("settings"));
+        // SAFETY: all three objects are live; obs_data_set_obj takes its own references.
+        unsafe {
+            obs_data_set_obj(object.as_ptr_mut(), settings_key, settings.as_ptr_mut());
+            obs_data_set_obj(self.as_ptr_mut(), key.as_ptr(), object.as_ptr_mut());
+        }
+    }
+    fn remove(&mut self, key: &str) {
+        let key = c_string(key);
+        // SAFETY: as above.
+        unsafe { obs_data_unset_user_value(self.as_ptr_mut(), key.as_ptr()) };
+    }
+}
+
+/// The profile's stream service (the frontend's reference, borrowed) and its settings.
+pub(crate) struct Current {
+    pub(crate) id: String,
+    pub(crate) settings: DataObj<'static>,
+}
+
+impl Current {
+    /// The service now, or `None` while OBS has none.
+    pub(crate) fn get() -> Option<Self> {
+        // SAFETY: plain frontend getters; the settings reference returned is ours.
+        unsafe {
+            let service = obs_frontend_get_streaming_service();
+            if service.is_null() {
+                return None;
+            }
+            let settings = obs_service_get_settings(service);
+            (!settings.is_null()).then(|| Self {
+                id: text(obs_service_get_type(service)),
+                settings: DataObj::from_raw(settings),
+            })
+        }
+    }
+
+    pub(crate) fn is_ours(&self) -> bool {
+        self.id == SERVICE_ID
+    }
+
+    fn stored(&self) -> StoredService {
+        StoredService {
+            id: self.id.clone(),
+            settings_json: self.settings.get_json().unwrap_or_else(|| "{}".into()),
+        }
+    }
+
+    /// Where this service publishes: its settings for Custom and ours, OBS's resolution for
+    /// listed services, nothing for others.
+    pub(crate) fn destination(&self) -> Destination {
+        match self.id.as_str() {
+            SERVICE_ID | CUSTOM_ID => Destination::read(&self.settings),
+            LISTED_ID => {
+                let resolved = resolve_listed(&self.settings);
+                Destination {
+                    server: resolved.server,
+                    key: resolved.key,
+                    username: None,
+                    password: None,
+                }
+            }
+            _ => Destination::default(),
+        }
+    }
+}
+
+/// What a listed service (rtmp_common) publishes to with `settings`: a private instance of
+/// it is asked, so OBS's own service list and server choice decide (including Twitch's
+/// "auto", which looks the closest ingest up).
+fn resolve_listed(settings: &DataObj<'static>) -> Resolved {
+    // SAFETY: the settings are live (libobs copies them into the new service); the private
+    // service is released before returning.
+    unsafe {
+        let service = obs_service_create_private(
+            cstr!("rtmp_common"),
+            cstr!("obs-goaway resolver"),
+            settings.as_ptr().cast_mut(),
+        );
+        if service.is_null() {
+            return Resolved {
+                server: String::new(),
+                key: String::new(),
+            };
+        }
+        let resolved = Resolved {
+            server: connect_info(service, ConnectInfo::ServerUrl),
+            key: connect_info(service, ConnectInfo::StreamKey),
+        };
+        obs_service_release(service);
+        resolved
+    }
+}
+
+/// Makes a service of type `id` with `settings` the profile's and saves it to service.json,
+/// as OBS's Settings and obs-websocket do.
+fn replace(id: &str, mut settings: DataObj<'static>) -> Result<(), ProfileError> {
+    let id_c = c_string(id);
+    REPLACING.fetch_add(1, Ordering::AcqRel);
+    // SAFETY: the frontend takes its own reference to the new service; ours is released.
+    let created = unsafe {
+        let service = obs_service_create(
+            id_c.as_ptr(),
+            cstr!("default_service"),
+            settings.as_ptr_mut(),
+            ptr::null_mut(),
+        );
+        if !service.is_null() {
+            obs_frontend_set_streaming_service(service);
+            obs_frontend_save_streaming_service();
+            obs_service_release(service);
+        }
+        !service.is_null()
+    };
+    REPLACING.fetch_sub(1, Ordering::AcqRel);
+    if created {
+        Ok(())
+    } else {
+        Err(ProfileError::CannotCreate(id.to_string()))
+    }
+}
+
+/// What turning lossless streaming on did.
+pub(crate) struct Enabled {
+    /// Where the stream will go.
+    pub(crate) destination: Destination,
+    /// The profile's Enhanced Broadcasting was on and is now off.
+    pub(crate) multitrack_cleared: bool,
+}
+
+/// Turns lossless streaming on: the profile's service becomes ours, publishing where the
+/// current one did (or to `destination` when given: the dialog's edits), with `options`.
+pub(crate) fn enable(
+    options: &impl Source,
+    destination: Option<&Destination>,
+) -> Result<Enabled, ProfileError> {
+    let _converting = CONVERTING.lock().unwrap_or_else(PoisonError::into_inner);
+    let current = Current::get().ok_or(ProfileError::NoService)?;
+    let mut settings = DataObj::new();
+    let mut resolved = conversion::enable(
+        &current.stored(),
+        &current.settings,
+        options,
+        || resolve_listed(&current.settings),
+        &mut settings,
+    )?;
+    if let Some(edited) = destination.filter(|d| !d.server.is_empty()) {
+        conversion::write_destination(edited, &mut settings);
+        resolved = edited.clone();
+    }
+    replace(SERVICE_ID, settings)?;
+    log::info!(
+        "lossless streaming turned on for this profile (was \"{}\")",
+        current.id
+    );
+    Ok(Enabled {
+        destination: resolved,
+        multitrack_cleared: clear_multitrack(),
+    })
+}
+
+/// Saves new destination and options into our service, keeping what it will restore.
+pub(crate) fn update(destination: &Destination, options: &impl Source) -> Result<(), ProfileError> {
+    let _converting = CONVERTING.lock().unwrap_or_else(PoisonError::into_inner);
+    let current = Current::get().ok_or(ProfileError::NoService)?;
+    if !current.is_ours() {
+        return Err(ConversionError::AlreadyOff.into());
+    }
+    let mut settings = DataObj::new();
+    conversion::write_destination(destination, &mut settings);
+    super::settings::copy_options(options, &mut settings);
+    if let Some(previous) = current.settings.service(key::PREVIOUS) {
+        settings.set_service(key::PREVIOUS, &previous);
+    }
+    replace(SERVICE_ID, settings)?;
+    log::info!("lossless streaming settings saved for this profile");
+    Ok(())
+}
+
+/// Turns lossless streaming off: the previous service comes back exactly. Returns its type.
+pub(crate) fn disable() -> Result<String, ProfileError> {
+    let _converting = CONVERTING.lock().unwrap_or_else(PoisonError::into_inner);
+    let current = Current::get().ok_or(ProfileError::NoService)?;
+    let (id, settings) = match conversion::disable(&current.id, &current.settings)? {
+        Restore::Previous(previous) => {
+            let settings = DataObj::from_json(previous.settings_json.as_str()).unwrap_or_default();
+            (previous.id, settings)
+        }
+        Restore::Custom(destination) => {
+            let mut settings = DataObj::new();
+            conversion::write_destination(&destination, &mut settings);
+            (CUSTOM_ID.to_string(), settings)
+        }
+    };
+    replace(&id, settings)?;
+    log::info!("lossless streaming turned off for this profile (back to \"{id}\")");
+    Ok(id)
+}
+
+/// Whether the profile streams through us.
+pub(crate) fn is_enabled() -> bool {
+    Current::get().is_some_and(|c| c.is_ours())
+}
+
+/// On OBS 30.2+, turns the profile's Enhanced Broadcasting off: with it on, the Stream
+/// button starts OBS's own multitrack output and never ours. True if it was on.
+fn clear_multitrack() -> bool {
+    if !Running::detect().has_multitrack() {
+        return false;
+    }
+    let (section, name): (*const c_char, *const c_char) =
+        (cstr!("Stream1"), cstr!("EnableMultitrackVideo"));
+    // SAFETY: the profile's config lives as long as the profile; libobs's config calls
+    // lock it.
+    let cleared = unsafe {
+        let config = obs_frontend_get_profile_config();
+        if config.is_null() || !config_get_bool(config, section, name) {
+            return false;
+        }
+        config_set_bool(config, section, name, false);
+        config_save_safe(config, cstr!("tmp"), ptr::null());
+        true
+    };
+    log::warn!("Enhanced Broadcasting (multitrack video) turned off for this profile: it would bypass lossless streaming");
+    cleared
+}
+
+/// After a profile loads (startup, profile switch): logs its state, and keeps Enhanced
+/// Broadcasting off while it streams through us.
+pub(crate) fn profile_loaded() {
+    FRONTEND_DROPS_SERVICE.store(false, Ordering::Release);
+    if is_enabled() {
+        log::info!("lossless streaming is on for this profile");
+        clear_multitrack();
+    }
+}
+
+/// OBS is about to switch profiles or quit: it drops our service itself.
+pub(crate) fn profile_unloading() {
+    FRONTEND_DROPS_SERVICE.store(true, Ordering::Release);
+}
+
+/// Our service went away. Unless we or OBS replaced it on purpose, the user edited
+/// Settings -> Stream (or a script set another service): that turns lossless streaming
+/// off for the profile, which the user should be able to find in the log.
+pub(crate) fn service_destroyed() {
+    if REPLACING.load(Ordering::Acquire) == 0 && !FRONTEND_DROPS_SERVICE.load(Ordering::Acquire) {
+        log::warn!(
+            "the stream service was replaced (Settings -> Stream or a script): lossless streaming is off for this profile"
+        );
+    }
+}
