@@ -201,7 +201,7 @@ unsafe extern "C" fn refresh_clicked(
 
 /// "Switch server now": moves the running stream to the URL typed above it.
 unsafe extern "C" fn switch_clicked(
-    _props: *mut obs_properties_t,
+    props: *mut obs_properties_t,
     _property: *mut obs_property_t,
     data: *mut c_void,
 ) -> bool {
@@ -219,6 +219,10 @@ unsafe extern "C" fn switch_clicked(
         };
         settings.set_string(dialog_key::SWITCH_RESULT, &result);
         write_status(&mut settings);
+        let line = obs_properties_get(props, c_string(dialog_key::SWITCH_RESULT).as_ptr());
+        if !line.is_null() {
+            obs_property_set_visible(line, true);
+        }
         true
     })
 }
@@ -507,6 +511,11 @@ unsafe fn properties() -> *mut obs_properties_t {
         ptr::null_mut(),
     );
     info(raw, dialog_key::SWITCH_RESULT, tr!("Switch.Result"));
+    // Shown once "Switch server now" has something to say.
+    obs_property_set_visible(
+        obs_properties_get(raw, c_string(dialog_key::SWITCH_RESULT).as_ptr()),
+        false,
+    );
     tooltip(raw, dialog_key::STATUS_SERVER, tr!("Status.Server.Tooltip"));
     tooltip(raw, "status_refresh", tr!("Status.Refresh.Tooltip"));
     tooltip(raw, dialog_key::SWITCH_URL, tr!("Switch.Url.Tooltip"));

@@ -24,8 +24,7 @@ pub(crate) fn cause_text(cause: Cause) -> String {
     })
 }
 
-/// The lines for `status` (`None`: not streaming). The server is shown as the session
-/// reports it, with the key redacted.
+/// The lines for `status` (`None`: not streaming).
 pub(crate) fn lines(status: Option<&Status>) -> StatusLines {
     let Some(status) = status else {
         let idle = text(tr!("Status.NotStreaming"));
@@ -36,10 +35,12 @@ pub(crate) fn lines(status: Option<&Status>) -> StatusLines {
             buffer: idle,
         };
     };
-    let server = if status.server.is_empty() {
-        text(tr!("Status.Connecting"))
-    } else {
-        status.server.clone()
+    // As the Server field shows it: without the redacted key's placeholder, which OBS's
+    // labels would also take for markup.
+    let server = match status.server.strip_suffix("/<key>") {
+        _ if status.server.is_empty() => text(tr!("Status.Connecting")),
+        Some(server) => server.to_string(),
+        None => status.server.clone(),
     };
     let moves = match status.moves.last() {
         None => text(tr!("Status.NoMoves")),
@@ -87,7 +88,7 @@ mod tests {
             buffer_bytes: 3 << 20,
         };
         let shown = lines(Some(&status));
-        assert_eq!(shown.server, "rtmp://b.example/live/<key>");
+        assert_eq!(shown.server, "rtmp://b.example/live");
         // Without OBS's locale the keys stand for the texts.
         assert_eq!(shown.moves, "Status.MovesValue");
         assert_eq!(shown.frames, "0 / 2");
