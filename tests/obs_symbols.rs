@@ -7,16 +7,19 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The plugin built alongside this test (`target/<profile>/libobs_goaway.so`).
+/// The plugin built alongside this test: `cargo build` puts it in `target/<profile>/`,
+/// `cargo test` only in `target/<profile>/deps/`.
 fn plugin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let so = dir.join("libobs_goaway.so");
-    assert!(so.exists(), "{} not built", so.display());
-    so
+    let deps = exe.parent().expect("target/<profile>/deps");
+    let candidates = [
+        deps.join("libobs_goaway.so"),
+        deps.with_file_name("libobs_goaway.so"),
+    ];
+    let found = candidates.iter().find(|p| p.exists());
+    found
+        .unwrap_or_else(|| panic!("the plugin is not built: none of {candidates:?}"))
+        .clone()
 }
 
 fn nm(args: &[&str], file: &Path) -> BTreeSet<String> {
