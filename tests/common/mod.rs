@@ -70,7 +70,8 @@ impl Drop for Guard {
     }
 }
 
-fn require(tool: &str) {
+/// Fails the test unless `tool` is on PATH, naming the Debian package that has it.
+pub fn require(tool: &str, package: &str) {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .stdout(Stdio::null())
@@ -78,7 +79,7 @@ fn require(tool: &str) {
         .is_ok_and(|s| s.success());
     assert!(
         found,
-        "{tool} is required for this test (.ci/run installs it)"
+        "{tool} is required for this test: apt-get install {package} (tests/run.sh installs it)"
     );
 }
 
@@ -93,7 +94,7 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(dir: &Path, tls: Option<(&Path, &Path)>) -> Self {
-        require("nginx");
+        require("nginx", "nginx libnginx-mod-rtmp");
         let port = free_port();
         let tls_port = tls.map(|_| free_port());
         let (load_stream, stream_block) = match (tls, tls_port) {
@@ -170,7 +171,7 @@ pub fn goaway(args: &[&str]) -> (bool, String) {
 
 /// Frames ffprobe can decode in `path`: (video, audio).
 pub fn ffprobe_decoded_frames(path: &Path) -> (u64, u64) {
-    require("ffprobe");
+    require("ffprobe", "ffmpeg");
     let count = |stream: &str| -> u64 {
         let out = Command::new("ffprobe")
             .args([
