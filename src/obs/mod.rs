@@ -1,15 +1,15 @@
 //! The OBS Studio plugin: everything that touches libobs, and the crate's only `unsafe`.
 //!
-//! Each OBS callback is a thin shell (see [`ffi::guard`]) over a safe type that owns the
-//! state: [`output`] drives a [`crate::live::LiveOutput`], [`service`] holds the destination,
-//! [`dialog`] is the Tools menu's settings dialog, [`profile`] turns the profile's stream
-//! service into ours and back ([`conversion`] has the rules), [`websocket`] answers
+//! Each OBS callback is a thin shell (see `ffi::guard`) over a safe type that owns the
+//! state: `output` drives a [`crate::live::LiveOutput`], `service` holds the destination,
+//! `dialog` is the Tools menu's settings dialog, `profile` turns the profile's stream
+//! service into ours and back (`conversion` has the rules), `websocket` answers
 //! obs-websocket vendor requests.
 //! Nothing of OBS leaks below this module: the session sees packets and a configuration.
 //!
 //! Built against the oldest supported headers (libobs 29.0) and run on 29.0 through 32.x:
-//! [`version`] picks the registration sizes the running libobs knows, and functions that
-//! exist only in some versions are looked up at run time ([`symbols`]), because OBS 32
+//! `version` picks the registration sizes the running libobs knows, and functions that
+//! exist only in some versions are looked up at run time (`symbols`), because OBS 32
 //! refuses a module with a single unresolved import.
 
 mod conversion;
