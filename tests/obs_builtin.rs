@@ -66,10 +66,11 @@ fn streams_to_the_reference_ingest(version: ObsVersion) {
     eprintln!(
         "{version}: streaming {:.2}s after start, streamed {:.2}s, {} connection(s); \
          recorded {video} video / {audio} audio frames, ffprobe decoded {decoded_video} / \
-         {decoded_audio}; SIGINT to exit {:.2}s",
+         {decoded_audio}; quit ({}) took {:.2}s",
         started_after.as_secs_f32(),
         streamed.as_secs_f32(),
         stats.connections,
+        exit.quit,
         exit.shutdown.as_secs_f32()
     );
     assert!(video > 100, "{version}: only {video} video frames recorded");

@@ -207,10 +207,10 @@ fn obs_32_streams_av1_as_enhanced_rtmp_through_a_move() {
 }
 
 /// OBS starts streaming through the plugin and quits, again and again, and always exits
-/// cleanly (a crash at exit is what an output that never ends data capture causes). With
-/// `stop_first`, the stream is stopped (obs-websocket StopStream, as the Stop Streaming
-/// button does) before quitting, and must end gracefully.
-fn start_stream_quit_cycles(version: ObsVersion, cycles: usize, stop_first: bool) {
+/// cleanly (a crash at exit is what an output that never ends data capture causes). Every
+/// other cycle stops the stream first (obs-websocket StopStream, as the Stop Streaming
+/// button does); the stream must end gracefully either way.
+fn start_stream_quit_cycles(version: ObsVersion, cycles: usize) {
     version.require();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -231,7 +231,8 @@ fn start_stream_quit_cycles(version: ObsVersion, cycles: usize, stop_first: bool
         obs.wait_for_log("[obs-goaway] publishing to", Duration::from_secs(30));
         // Stream a little: OBS 29 itself may hang when told to quit while still starting.
         std::thread::sleep(Duration::from_secs(2));
-        if stop_first {
+        // Every other cycle quits while streaming: OBS then stops the output on its way out.
+        if cycle % 2 == 0 {
             runtime.block_on(async {
                 let mut ws = obs.websocket(Duration::from_secs(20)).await.unwrap();
                 ws.request("StopStream", json!({})).await.unwrap();
@@ -249,19 +250,16 @@ fn start_stream_quit_cycles(version: ObsVersion, cycles: usize, stop_first: bool
     }
 }
 
-/// OBS 29.0.2 is stopped streaming before each quit. Not run by default: OBS 29.0.2 with
-/// the plugin loaded hung or crashed at quit in about one run of five here (in Qt's event
-/// loop after "Shutting down", before the output was asked to stop; not yet explained),
-/// with or without stopping the stream first. OBS 32.2.2 passes 20 cycles.
+/// OBS 29.0.2 is quit as its user does, closing the window: its Ctrl+C handler crashes
+/// OBS 29.0 now and then, plugin or not (see `common::x11`).
 #[test]
-#[ignore = "OBS 29.0.2 intermittently hangs or crashes at quit with the plugin loaded (README: Known issues)"]
-fn obs_29_exits_cleanly_after_20_stream_stop_quit_cycles() {
-    start_stream_quit_cycles(ObsVersion::Host, 20, true);
+fn obs_29_exits_cleanly_after_20_streaming_cycles() {
+    start_stream_quit_cycles(ObsVersion::Host, 20);
 }
 
 #[test]
 fn obs_32_exits_cleanly_after_20_streaming_cycles() {
-    start_stream_quit_cycles(ObsVersion::Sid, 20, false);
+    start_stream_quit_cycles(ObsVersion::Sid, 20);
 }
 
 /// A stream that cannot start says why, in OBS's log and to OBS (last error and stop code),

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod obs;
+pub mod x11;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@
 //! Profile::start(OnStart)        -> ObsRun     (takes the machine-wide OBS lock, Xvfb, OBS)
 //! ObsRun::wait_for_log / log / wait_for_window / screenshot / xdotool
 //! ObsRun::websocket().await      -> ObsWebSocket (request, wait_for_event)
-//! ObsRun::stop()                 -> ObsExit    (SIGINT, bounded wait, status + full log)
+//! ObsRun::stop()                 -> ObsExit    (quit as a user, bounded wait, status + log)
 //! run_outage_scenario(...)       -> ScenarioOutcome (Go Away, Reconnect Request, outage)
 //! ```
 //!
@@ -49,13 +49,13 @@ pub const LOCK_FILE: &str = "/var/cache/obs-goaway/obs.lock";
 /// Stream key the scenario publishes to.
 pub const SCENARIO_KEY: &str = "scenario-secret-4711";
 
-/// How long [`ObsRun::stop`] waits after SIGINT before SIGKILL.
+/// How long [`ObsRun::stop`] waits after asking OBS to quit before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
-/// OBS 29.0.2 crashes (SIGSEGV, SIGABRT) or hangs about half the time when asked to quit
-/// while still starting up (before its scenes are loaded, and even up to ~1 s after); 2 s
-/// after start with scenes loaded it quit cleanly 16 times out of 16 (both versions), so
-/// [`ObsRun::stop`] waits for that.
+/// OBS quit by SIGINT while still starting up (before its scenes are loaded, and up to ~1 s
+/// after) crashed or hung about half the time; [`ObsRun::stop`] gives it this long.
 const MIN_UPTIME: Duration = Duration::from_millis(2500);
+/// What OBS's main window title contains ("OBS 29.0.2 - Profile: P - Scenes: P").
+const MAIN_WINDOW: &str = " - Profile: ";
 /// The log line after which OBS has loaded its scene collection.
 const SCENES_LOADED: &str = "Loaded scenes:";
 /// How long to wait for the OBS lock before failing (another run holds it).
@@ -194,6 +194,26 @@ fn send_signal(pid: u32, signal: &str) {
         .args(["-s", signal, &pid.to_string()])
         .stderr(Stdio::null())
         .status();
+}
+
+/// Every thread's stack of a hung process, from `gdb` (when installed), for the report.
+fn thread_stacks(pid: u32) -> Option<String> {
+    if !has_command("gdb") {
+        return None;
+    }
+    let output = Command::new("gdb")
+        .args(["-p", &pid.to_string(), "-batch", "-nx"])
+        .args(["-ex", "set pagination off", "-ex", "thread apply all bt 40"])
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    Some(
+        text.lines()
+            .filter(|l| l.starts_with('#') || l.starts_with("Thread "))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 /// Waits up to `timeout` for `child` to exit.
@@ -1010,14 +1030,16 @@ pub struct ObsRun {
 pub struct ObsExit {
     /// OBS's exit status (0 even when it failed to stream: read the log).
     pub status: ExitStatus,
-    /// Whether SIGINT was not enough and OBS had to be killed.
+    /// Whether OBS did not quit when asked and had to be killed.
     pub killed: bool,
-    /// Time from SIGINT to exit.
+    /// Time from the quit request to exit.
     pub shutdown: Duration,
     /// Everything OBS printed and logged (see [`ObsRun::log`]).
     pub log: String,
     /// What OBS printed on stdout and stderr only (the log file repeats it with times).
     pub console: String,
+    /// How OBS was asked to quit.
+    pub quit: QuitRequest,
     /// The HOME it ran with, kept for inspection (service.json, logs) until dropped.
     pub profile: Profile,
 }
@@ -1178,11 +1200,33 @@ impl ObsRun {
         Ok(socket)
     }
 
-    /// Stops OBS like Ctrl+C: SIGINT (OBS stops the stream and exits cleanly), then
-    /// SIGKILL if it has not exited within 20 s. Returns the status and the full log.
+    /// Closes OBS's windows until it starts shutting down. OBS 29 on Xvfb ignores about one
+    /// close request in ten while its main loop sits idle (seen with gdb; not explained): a
+    /// user clicks again, and so does this, every 2 s.
+    fn close_windows(&mut self) -> QuitRequest {
+        let mut requests = 0;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Err(error) = super::x11::close_application(self.display(), MAIN_WINDOW) {
+                return QuitRequest::Failed(error);
+            }
+            requests += 1;
+            if self.try_wait_for_log("==== Shutting down", Duration::from_secs(2))
+                || !self.is_running()
+            {
+                break;
+            }
+        }
+        QuitRequest::WindowsClosed { requests }
+    }
+
+    /// Quits OBS as its user does and waits for it: OBS 29 gets its windows closed (see
+    /// [`super::x11`]: its Ctrl+C handler is unsafe), later versions SIGINT (their handler
+    /// only wakes the main loop). SIGKILL if it has not exited within 20 s. Returns the
+    /// status and the full log.
     ///
     /// Waits first until OBS has loaded its scenes and run for [`MIN_UPTIME`] (at most
-    /// 30 s): OBS 29 crashes when told to quit during startup.
+    /// 30 s): its main window must exist to be closed.
     pub fn stop(mut self) -> ObsExit {
         self.try_wait_for_log(SCENES_LOADED, Duration::from_secs(30));
         while self.elapsed() < MIN_UPTIME && self.is_running() {
@@ -1190,12 +1234,19 @@ impl ObsRun {
         }
         let asked = Instant::now();
         let mut killed = false;
+        let mut quit = QuitRequest::Signal;
+        let mut hung_stacks = None;
         let status = match self.child.try_wait() {
             Ok(Some(status)) => status,
             _ => {
-                send_signal(self.child.id(), "INT");
+                if self.version() == ObsVersion::Host {
+                    quit = self.close_windows();
+                } else {
+                    send_signal(self.child.id(), "INT");
+                }
                 wait_timeout(&mut self.child, STOP_TIMEOUT).unwrap_or_else(|| {
                     killed = true;
+                    hung_stacks = thread_stacks(self.child.id());
                     let _ = self.child.kill();
                     self.child.wait().expect("waiting for OBS")
                 })
@@ -1205,7 +1256,11 @@ impl ObsRun {
         for reader in self.readers.drain(..) {
             let _ = reader.join();
         }
-        let log = self.log();
+        let mut log = self.log();
+        if let Some(stacks) = hung_stacks {
+            log.push_str("\n==== OBS's threads when it was killed (gdb) ====\n");
+            log.push_str(&stacks);
+        }
         let console = self
             .output
             .lock()
@@ -1217,20 +1272,44 @@ impl ObsRun {
             shutdown,
             log,
             console,
+            quit,
             profile: self.profile.take().expect("stop runs once"),
         }
     }
 }
 
+/// How [`ObsRun::stop`] asked OBS to quit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuitRequest {
+    /// SIGINT, as Ctrl+C in a terminal (OBS 29.1 and later).
+    Signal,
+    /// Its dialogs and main window got the window manager's close request (OBS 29.0), this
+    /// many times.
+    WindowsClosed { requests: u32 },
+    /// Closing its windows failed (why): OBS was left running until killed.
+    Failed(String),
+}
+
+impl fmt::Display for QuitRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Signal => f.write_str("SIGINT"),
+            Self::WindowsClosed { requests } => write!(f, "closing its windows ({requests}x)"),
+            Self::Failed(why) => write!(f, "closing its windows failed: {why}"),
+        }
+    }
+}
+
 impl ObsExit {
-    /// Panics (with the log) unless OBS quit by itself, with status 0, after SIGINT.
+    /// Panics (with the log) unless OBS quit by itself, with status 0, when asked.
     pub fn assert_clean(&self, context: &str) {
         assert!(
             self.status.success() && !self.killed,
-            "{}: {context}: OBS exited with {} (killed: {})\n{}",
+            "{}: {context}: OBS exited with {} (killed: {}, asked by: {})\n{}",
             self.profile.version(),
             self.status,
             self.killed,
+            self.quit,
             self.log
         );
     }
@@ -1465,7 +1544,7 @@ pub struct ScenarioTimes {
     pub outage: Duration,
     /// ... for this long.
     pub outage_length: Duration,
-    /// OBS is stopped (SIGINT) this long after the first frame.
+    /// OBS is stopped (asked to quit) this long after the first frame.
     pub end: Duration,
 }
 
@@ -1524,7 +1603,7 @@ pub struct ScenarioOutcome {
     pub timeline: Vec<(Duration, String)>,
     /// Ingest A, then B.
     pub ingests: Vec<IngestRecord>,
-    /// Wall-clock time from the first frame at ingest A to SIGINT.
+    /// Wall-clock time from the first frame at ingest A to the quit request.
     pub streamed: Duration,
     /// Distinct video frames recorded (by timestamp).
     pub video_frames: u64,
@@ -1657,7 +1736,7 @@ impl fmt::Display for ScenarioOutcome {
 /// - 6 s: A sends Go Away to its publishers (those that announced `supportsGoAway`);
 /// - 12 s: A sends Reconnect Request naming B (to those that announced capsEx Reconnect);
 /// - 18 s: A and B drop every connection and refuse new ones for 3 s, then accept again;
-/// - 25 s: OBS is stopped with SIGINT.
+/// - 25 s: OBS is asked to quit (see [`ObsRun::stop`]).
 ///
 /// Panics (with OBS's log) if OBS never delivers a frame to A.
 pub fn run_outage_scenario(
@@ -1792,7 +1871,7 @@ pub fn run_scenario(
     let exit = obs.stop();
     timeline.push((
         streamed,
-        format!("OBS stopped (SIGINT), exit {}", exit.status),
+        format!("OBS asked to quit by {}, exit {}", exit.quit, exit.status),
     ));
     let deadline = Instant::now() + Duration::from_secs(5);
     while (ingest_a.publishers(SCENARIO_KEY) + ingest_b.publishers(SCENARIO_KEY)) > 0

@@ -1,0 +1,121 @@
+//! Quitting an X11 application the way its user does: every open dialog, then the main
+//! window, gets the window manager's close request (`WM_DELETE_WINDOW`), which the
+//! application handles in its own event loop.
+//!
+//! Why tests quit OBS 29 so and not with SIGINT: OBS 29.0's SIGINT handler runs Qt code
+//! inside the signal handler (fixed in OBS 29.1 by commit 5182368, "UI: Properly handle
+//! SIGINT on non-Windows platforms"). Ctrl+C interrupts whatever the main thread was doing
+//! and now and then crashes OBS in a posted event for a widget the handler had just deleted.
+
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::{
+    AtomEnum, ClientMessageEvent, ConnectionExt, EventMask, MapState, Window,
+};
+use x11rb::rust_connection::RustConnection;
+use x11rb::CURRENT_TIME;
+
+/// Sends the close request to every viewable top-level window on `display` that accepts it,
+/// dialogs first, last to the one whose title contains `main_title` (viewable or not).
+/// Fails, saying what was missing, when there is no such main window.
+pub fn close_application(display: u32, main_title: &str) -> Result<(), String> {
+    let (conn, screen) = x11rb::connect(Some(&format!(":{display}")))
+        .map_err(|e| format!("display :{display}: {e}"))?;
+    let x = X::new(conn, screen).map_err(|e| format!("display :{display}: {e}"))?;
+    let mut main = None;
+    for window in x.top_level().map_err(|e| e.to_string())? {
+        if !x.accepts_close(window) {
+            continue;
+        }
+        if x.title(window).contains(main_title) {
+            main = Some(window);
+        } else if x.viewable(window) {
+            x.close(window).map_err(|e| e.to_string())?;
+        }
+    }
+    let main = main.ok_or_else(|| {
+        format!("no window titled \"…{main_title}…\" accepting WM_DELETE_WINDOW on :{display}")
+    })?;
+    x.close(main).map_err(|e| e.to_string())
+}
+
+/// X11 calls fail with connection, request and reply errors alike.
+type XResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// A connection with the atoms the close request needs.
+struct X {
+    conn: RustConnection,
+    root: Window,
+    protocols: u32,
+    delete: u32,
+    net_wm_name: u32,
+}
+
+impl X {
+    fn new(conn: RustConnection, screen: usize) -> XResult<Self> {
+        let atom = |name: &str| -> XResult<u32> {
+            Ok(conn.intern_atom(false, name.as_bytes())?.reply()?.atom)
+        };
+        Ok(Self {
+            root: conn.setup().roots[screen].root,
+            protocols: atom("WM_PROTOCOLS")?,
+            delete: atom("WM_DELETE_WINDOW")?,
+            net_wm_name: atom("_NET_WM_NAME")?,
+            conn,
+        })
+    }
+
+    /// Without a window manager, the application's top-level windows are the root's children.
+    fn top_level(&self) -> XResult<Vec<Window>> {
+        Ok(self.conn.query_tree(self.root)?.reply()?.children)
+    }
+
+    fn title(&self, window: Window) -> String {
+        [self.net_wm_name, AtomEnum::WM_NAME.into()]
+            .into_iter()
+            .filter_map(|name| {
+                let reply = self
+                    .conn
+                    .get_property(false, window, name, AtomEnum::ANY, 0, 1024)
+                    .ok()?
+                    .reply()
+                    .ok()?;
+                Some(String::from_utf8_lossy(&reply.value).into_owned())
+            })
+            .find(|title| !title.is_empty())
+            .unwrap_or_default()
+    }
+
+    fn accepts_close(&self, window: Window) -> bool {
+        self.conn
+            .get_property(false, window, self.protocols, AtomEnum::ATOM, 0, 64)
+            .ok()
+            .and_then(|cookie| cookie.reply().ok())
+            .and_then(|reply| {
+                reply
+                    .value32()
+                    .map(|mut atoms| atoms.any(|a| a == self.delete))
+            })
+            .unwrap_or(false)
+    }
+
+    fn viewable(&self, window: Window) -> bool {
+        self.conn
+            .get_window_attributes(window)
+            .ok()
+            .and_then(|cookie| cookie.reply().ok())
+            .is_some_and(|attributes| attributes.map_state == MapState::VIEWABLE)
+    }
+
+    fn close(&self, window: Window) -> XResult<()> {
+        let request = ClientMessageEvent::new(
+            32,
+            window,
+            self.protocols,
+            [self.delete, CURRENT_TIME, 0, 0, 0],
+        );
+        self.conn
+            .send_event(false, window, EventMask::NO_EVENT, request)?;
+        self.conn.flush()?;
+        Ok(())
+    }
+}
