@@ -288,6 +288,95 @@ fn enable_switch_disable(version: ObsVersion) {
     );
 }
 
+/// A profile that had Enhanced Broadcasting on when OBS started: OBS 30.2+ sets its
+/// multitrack stream up when the profile loads and keeps it, so `Enable` turning the option
+/// off is not enough. The plugin must say that OBS has to load the profile again
+/// (`reloadRequired`); once OBS has (restarted here, as the plugin tells users), Start
+/// Streaming goes through our output. Without that, OBS 32.2.2 asked "continue streaming
+/// without Multitrack Video?" and sent nothing.
+fn enable_with_enhanced_broadcasting(version: ObsVersion) {
+    version.require();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = runtime
+        .block_on(Ingest::start(IngestConfig::new(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir.path().join("ingest"),
+        )))
+        .unwrap();
+    let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    let profile = ProfileBuilder::new(version)
+        .service(rtmp_custom(&server, SCENARIO_KEY))
+        .basic_ini("Stream1", "EnableMultitrackVideo", "true")
+        .websocket(free_port())
+        .plugin(PluginInstall::obs_goaway())
+        .build();
+    let fps = profile.fps();
+    let has_multitrack = version.major() >= 30;
+    let obs = profile.start(OnStart::Idle);
+
+    let enabled = runtime.block_on(async {
+        let mut ws = obs.websocket(Duration::from_secs(30)).await.unwrap();
+        vendor(&mut ws, "Enable", json!({})).await
+    });
+    assert_eq!(enabled["ok"], true, "{version}: Enable: {enabled}");
+    assert_eq!(
+        enabled["multitrackDisabled"], has_multitrack,
+        "{version}: {enabled}"
+    );
+    assert_eq!(
+        enabled["reloadRequired"], has_multitrack,
+        "{version}: {enabled}"
+    );
+    let obs = if enabled["reloadRequired"] == true {
+        let exit = obs.stop();
+        exit.assert_clean("quitting after Enable");
+        assert!(
+            exit.log.contains("OBS keeps Enhanced Broadcasting set up"),
+            "{version}: the log does not say that OBS must load the profile again\n{}",
+            exit.log
+        );
+        exit.profile.start(OnStart::Idle)
+    } else {
+        obs
+    };
+
+    let received = || {
+        ingest
+            .stats()
+            .get(SCENARIO_KEY)
+            .map_or(0, |s| s.frames_received)
+    };
+    runtime.block_on(async {
+        let mut ws = obs.websocket(Duration::from_secs(30)).await.unwrap();
+        let status = vendor(&mut ws, "GetStatus", json!({})).await;
+        assert_eq!(status["enabled"], true, "{version}: {status}");
+        assert_eq!(status["reloadRequired"], false, "{version}: {status}");
+        ws.request("StartStream", Value::Null).await.unwrap();
+        wait_until("frames at the ingest", Duration::from_secs(30), || {
+            received() > 2 * fps as u64
+        })
+        .await;
+        ws.request("StopStream", Value::Null).await.unwrap();
+        wait_until("the stream to end", Duration::from_secs(15), || {
+            ingest.publishers(SCENARIO_KEY) == 0
+        })
+        .await;
+    });
+    let exit = obs.stop();
+    exit.assert_clean("streaming after Enable");
+    assert!(
+        exit.log.contains("[obs-goaway] publishing to"),
+        "{version}: the stream did not go through obs-goaway\n{}",
+        exit.log
+    );
+    assert!(
+        !exit.log.contains("Preparing enhanced broadcasting stream"),
+        "{version}: OBS still set Enhanced Broadcasting up\n{}",
+        exit.log
+    );
+}
+
 #[test]
 fn obs_29_enable_switch_disable_through_websocket() {
     enable_switch_disable(ObsVersion::Host);
@@ -296,4 +385,14 @@ fn obs_29_enable_switch_disable_through_websocket() {
 #[test]
 fn obs_32_enable_switch_disable_through_websocket() {
     enable_switch_disable(ObsVersion::Sid);
+}
+
+#[test]
+fn obs_29_enable_with_enhanced_broadcasting_on() {
+    enable_with_enhanced_broadcasting(ObsVersion::Host);
+}
+
+#[test]
+fn obs_32_enable_with_enhanced_broadcasting_on() {
+    enable_with_enhanced_broadcasting(ObsVersion::Sid);
 }

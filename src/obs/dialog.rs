@@ -261,7 +261,11 @@ unsafe fn tooltip(props: *mut obs_properties_t, name: &str, key: &'static [u8]) 
 ///
 /// # Safety
 /// `props` is live.
-unsafe fn info(props: *mut obs_properties_t, name: &str, label: &'static [u8]) {
+unsafe fn info(
+    props: *mut obs_properties_t,
+    name: &str,
+    label: &'static [u8],
+) -> *mut obs_property_t {
     let property = obs_properties_add_text(
         props,
         c_string(name).as_ptr(),
@@ -269,6 +273,7 @@ unsafe fn info(props: *mut obs_properties_t, name: &str, label: &'static [u8]) {
         obs_text_type_OBS_TEXT_INFO,
     );
     obs_property_text_set_info_word_wrap(property, true);
+    property
 }
 
 /// Adds the sub-properties `content` as a titled group.
@@ -343,6 +348,12 @@ unsafe fn properties() -> *mut obs_properties_t {
     info(raw, "notice_stream_page", tr!("Notice.StreamPage"));
     if Running::detect().has_multitrack() {
         info(raw, "notice_multitrack", tr!("Notice.Multitrack"));
+        // Said before OK as well: the dialog closes on OK, and users rarely reopen it
+        // before streaming.
+        if profile::multitrack_set_up() {
+            let warning = info(raw, "notice_reload", tr!("Notice.Reload"));
+            obs_property_text_set_info_type(warning, obs_text_info_type_OBS_TEXT_INFO_WARNING);
+        }
     }
     info(raw, "notice_next_start", tr!("Notice.NextStart"));
 

@@ -12,11 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use obs_sys::{
-    config_t, obs_data_set_bool, obs_data_set_int, obs_data_set_obj, obs_data_set_string,
-    obs_data_unset_user_value, obs_frontend_get_profile_config, obs_frontend_get_streaming_service,
-    obs_frontend_save_streaming_service, obs_frontend_set_streaming_service, obs_service_create,
-    obs_service_create_private, obs_service_get_settings, obs_service_get_type,
-    obs_service_release,
+    config_t, obs_data_has_user_value, obs_data_set_bool, obs_data_set_int, obs_data_set_obj,
+    obs_data_set_string, obs_data_unset_user_value, obs_frontend_get_profile_config,
+    obs_frontend_get_streaming_service, obs_frontend_save_streaming_service,
+    obs_frontend_set_streaming_service, obs_service_create, obs_service_create_private,
+    obs_service_get_settings, obs_service_get_type, obs_service_release,
 };
 use obs_wrapper::data::DataObj;
 use obs_wrapper::wrapper::PtrWrapper;
@@ -32,6 +32,11 @@ use super::SERVICE_ID;
 // libobs's config functions (util/config-file.h, which the generated bindings leave out).
 extern "C" {
     fn config_get_bool(config: *mut config_t, section: *const c_char, name: *const c_char) -> bool;
+    fn config_has_user_value(
+        config: *mut config_t,
+        section: *const c_char,
+        name: *const c_char,
+    ) -> bool;
     fn config_set_bool(
         config: *mut config_t,
         section: *const c_char,
@@ -51,6 +56,10 @@ static CONVERTING: Mutex<()> = Mutex::new(());
 static REPLACING: AtomicUsize = AtomicUsize::new(0);
 /// OBS is switching profiles or quitting: it drops the profile's service itself.
 static FRONTEND_DROPS_SERVICE: AtomicBool = AtomicBool::new(false);
+/// OBS may have set Enhanced Broadcasting up for the loaded profile. It decides that when
+/// the profile loads and keeps the decision until the profile loads again: turning the
+/// profile's option off in between changes nothing (see [`sets_up_multitrack`]).
+static MULTITRACK_SET_UP: AtomicBool = AtomicBool::new(false);
 
 /// Why a profile operation failed.
 #[derive(Debug)]
@@ -243,6 +252,9 @@ pub(crate) struct Enabled {
     pub(crate) destination: Destination,
     /// The profile's Enhanced Broadcasting was on and is now off.
     pub(crate) multitrack_cleared: bool,
+    /// OBS still has Enhanced Broadcasting set up: the stream goes through us only once the
+    /// profile loads again (see [`multitrack_set_up`]).
+    pub(crate) reload_required: bool,
 }
 
 /// Turns lossless streaming on: the profile's service becomes ours, publishing where the
@@ -253,6 +265,7 @@ pub(crate) fn enable(
 ) -> Result<Enabled, ProfileError> {
     let _converting = CONVERTING.lock().unwrap_or_else(PoisonError::into_inner);
     let current = Current::get().ok_or(ProfileError::NoService)?;
+    let set_up = sets_up_multitrack(&current);
     let mut settings = DataObj::new();
     let mut resolved = conversion::enable(
         &current.stored(),
@@ -270,9 +283,16 @@ pub(crate) fn enable(
         "lossless streaming turned on for this profile (was \"{}\")",
         current.id
     );
+    let multitrack_cleared = clear_multitrack();
+    MULTITRACK_SET_UP.fetch_or(set_up, Ordering::AcqRel);
+    let reload_required = multitrack_set_up();
+    if reload_required {
+        warn_reload_required();
+    }
     Ok(Enabled {
         destination: resolved,
-        multitrack_cleared: clear_multitrack(),
+        multitrack_cleared,
+        reload_required,
     })
 }
 
@@ -319,14 +339,72 @@ pub(crate) fn is_enabled() -> bool {
     Current::get().is_some_and(|c| c.is_ours())
 }
 
+/// The profile option of Enhanced Broadcasting (basic.ini).
+fn multitrack_option() -> (*const c_char, *const c_char) {
+    (cstr!("Stream1"), cstr!("EnableMultitrackVideo"))
+}
+
+/// Whether OBS sets Enhanced Broadcasting up for the profile's stream with `service` and the
+/// profile's option as they are now. OBS's output handler decides it once, when the profile
+/// loads (`BasicOutputHandler`'s constructor), and every Start Streaming follows that
+/// decision (`SetupMultitrackVideo` only asks whether it was set up): 30.2 to 31 follow the
+/// option or, never set, whether the service names a multitrack configuration URL (Twitch);
+/// 32 needs the option and a service that is Custom or names that URL (32.0.0: only the
+/// URL; taking Custom too only errs on the side of asking for a restart).
+fn sets_up_multitrack(service: &Current) -> bool {
+    let running = Running::detect();
+    if !running.has_multitrack() {
+        return false;
+    }
+    let (section, name) = multitrack_option();
+    // SAFETY: the profile's config lives as long as the profile; libobs's config calls
+    // lock it. The service's settings are live.
+    let (option_set, option_on, has_url) = unsafe {
+        let config = obs_frontend_get_profile_config();
+        if config.is_null() {
+            return false;
+        }
+        (
+            config_has_user_value(config, section, name),
+            config_get_bool(config, section, name),
+            obs_data_has_user_value(
+                service.settings.as_ptr().cast_mut(),
+                cstr!("multitrack_video_configuration_url"),
+            ),
+        )
+    };
+    if running.multitrack_needs_capable_service() {
+        option_on && (has_url || service.id == CUSTOM_ID)
+    } else if option_set {
+        option_on
+    } else {
+        has_url
+    }
+}
+
+/// Whether OBS still has Enhanced Broadcasting set up for this profile (set up when the
+/// profile loaded, or since). While it does, Start Streaming bypasses our output whatever
+/// the profile's service, until the profile loads again: OBS restarts, or the user switches
+/// to another profile and back. Plugins cannot make OBS load the profile again: the frontend
+/// ignores a switch to the current profile.
+pub(crate) fn multitrack_set_up() -> bool {
+    MULTITRACK_SET_UP.load(Ordering::Acquire)
+        || Current::get().is_some_and(|c| sets_up_multitrack(&c))
+}
+
+fn warn_reload_required() {
+    log::warn!(
+        "OBS keeps Enhanced Broadcasting set up for this profile until it loads the profile again: restart OBS (or switch to another profile and back) before streaming, or the stream will not go through lossless streaming"
+    );
+}
+
 /// On OBS 30.2+, turns the profile's Enhanced Broadcasting off: with it on, the Stream
 /// button starts OBS's own multitrack output and never ours. True if it was on.
 fn clear_multitrack() -> bool {
     if !Running::detect().has_multitrack() {
         return false;
     }
-    let (section, name): (*const c_char, *const c_char) =
-        (cstr!("Stream1"), cstr!("EnableMultitrackVideo"));
+    let (section, name) = multitrack_option();
     // SAFETY: the profile's config lives as long as the profile; libobs's config calls
     // lock it.
     let cleared = unsafe {
@@ -342,19 +420,30 @@ fn clear_multitrack() -> bool {
     cleared
 }
 
-/// After a profile loads (startup, profile switch): logs its state, and keeps Enhanced
-/// Broadcasting off while it streams through us.
+/// After a profile loads (startup, profile switch): notes whether OBS set Enhanced
+/// Broadcasting up (it did just before this event), logs the profile's state, and keeps
+/// Enhanced Broadcasting off while the profile streams through us.
 pub(crate) fn profile_loaded() {
     FRONTEND_DROPS_SERVICE.store(false, Ordering::Release);
-    if is_enabled() {
+    let Some(current) = Current::get() else {
+        return;
+    };
+    // An `enable` may have come first (obs-websocket answers before this event).
+    MULTITRACK_SET_UP.fetch_or(sets_up_multitrack(&current), Ordering::AcqRel);
+    if current.is_ours() {
         log::info!("lossless streaming is on for this profile");
         clear_multitrack();
+        if multitrack_set_up() {
+            warn_reload_required();
+        }
     }
 }
 
-/// OBS is about to switch profiles or quit: it drops our service itself.
+/// OBS is about to switch profiles or quit: it drops our service itself, and sets the next
+/// profile's stream up anew.
 pub(crate) fn profile_unloading() {
     FRONTEND_DROPS_SERVICE.store(true, Ordering::Release);
+    MULTITRACK_SET_UP.store(false, Ordering::Release);
 }
 
 /// Our service went away. Unless we or OBS replaced it on purpose, the user edited

@@ -29,6 +29,12 @@ impl Running {
     pub(crate) fn has_multitrack(self) -> bool {
         self.major_minor() >= (30, 2)
     }
+
+    /// 32.0 sets Enhanced Broadcasting up only for a service that supports it (Custom, or one
+    /// naming a multitrack configuration URL); 30.2 to 31 for any service.
+    pub(crate) fn multitrack_needs_capable_service(self) -> bool {
+        self.major_minor() >= (32, 0)
+    }
 }
 
 impl fmt::Display for Running {

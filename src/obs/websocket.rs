@@ -176,7 +176,7 @@ fn answer(response: &mut DataObj<'static>, result: Result<(), String>) {
     }
 }
 
-/// `GetStatus` -> `{ok, enabled, streaming, server, moves: [{cause, kind,
+/// `GetStatus` -> `{ok, enabled, reloadRequired, streaming, server, moves: [{cause, kind,
 /// keyframeTimestamp, tookMs, duplicates}], lost, duplicates, bufferBytes}`.
 unsafe extern "C" fn get_status(
     _request: *mut obs_data_t,
@@ -187,7 +187,9 @@ unsafe extern "C" fn get_status(
         let Some(mut response) = borrowed(response) else {
             return;
         };
-        response.set_bool("enabled", profile::is_enabled());
+        let enabled = profile::is_enabled();
+        response.set_bool("enabled", enabled);
+        response.set_bool("reloadRequired", enabled && profile::multitrack_set_up());
         let status = running_session().map(|handle| handle.status());
         response.set_bool("streaming", status.is_some());
         let status = status.unwrap_or_default();
@@ -211,8 +213,10 @@ unsafe extern "C" fn get_status(
     })
 }
 
-/// `Enable {options…}` -> `{ok, server, multitrackDisabled}`; any option key of the
-/// service (`goaway_strategy`, …) in the request is used, the rest are defaults.
+/// `Enable {options…}` -> `{ok, server, multitrackDisabled, reloadRequired}`; any option key
+/// of the service (`goaway_strategy`, …) in the request is used, the rest are defaults.
+/// `reloadRequired`: OBS still has Enhanced Broadcasting set up, so streams bypass us until
+/// OBS restarts or the profile is switched away and back.
 unsafe extern "C" fn enable(request: *mut obs_data_t, response: *mut obs_data_t, _: *mut c_void) {
     guard("websocket Enable", (), || {
         let Some(mut response) = borrowed(response) else {
@@ -227,6 +231,7 @@ unsafe extern "C" fn enable(request: *mut obs_data_t, response: *mut obs_data_t,
                 );
             response.set_string("server", &server);
             response.set_bool("multitrackDisabled", enabled.multitrack_cleared);
+            response.set_bool("reloadRequired", enabled.reload_required);
         });
         answer(&mut response, result.map_err(|e| e.to_string()));
     })
