@@ -293,7 +293,7 @@ fn enable_switch_disable(version: ObsVersion) {
 /// off is not enough. The plugin must say that OBS has to load the profile again
 /// (`reloadRequired`); once OBS has (restarted here, as the plugin tells users), Start
 /// Streaming goes through our output. Without that, OBS 32.2.2 asked "continue streaming
-/// without Multitrack Video?" and sent nothing.
+/// without Multitrack Video?" and sent nothing. `Disable` turns the option back on.
 fn enable_with_enhanced_broadcasting(version: ObsVersion) {
     version.require();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -362,9 +362,20 @@ fn enable_with_enhanced_broadcasting(version: ObsVersion) {
             ingest.publishers(SCENARIO_KEY) == 0
         })
         .await;
+        let disabled = vendor(&mut ws, "Disable", json!({})).await;
+        assert_eq!(disabled["ok"], true, "{version}: Disable: {disabled}");
+        assert_eq!(
+            disabled["multitrackRestored"], has_multitrack,
+            "{version}: Enhanced Broadcasting must come back with the service: {disabled}"
+        );
     });
     let exit = obs.stop();
     exit.assert_clean("streaming after Enable");
+    let basic_ini = std::fs::read_to_string(exit.profile.profile_dir().join("basic.ini")).unwrap();
+    assert!(
+        basic_ini.contains("EnableMultitrackVideo=true"),
+        "{version}: Enhanced Broadcasting is not on again after Disable; basic.ini:\n{basic_ini}"
+    );
     assert!(
         exit.log.contains("[obs-goaway] publishing to"),
         "{version}: the stream did not go through obs-goaway\n{}",

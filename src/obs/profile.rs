@@ -278,6 +278,9 @@ pub(crate) fn enable(
         conversion::write_destination(edited, &mut settings);
         resolved = edited.clone();
     }
+    if multitrack_on() {
+        settings.set_bool(key::PREVIOUS_MULTITRACK, true);
+    }
     replace(SERVICE_ID, settings)?;
     log::info!(
         "lossless streaming turned on for this profile (was \"{}\")",
@@ -309,13 +312,17 @@ pub(crate) fn update(destination: &Destination, options: &impl Source) -> Result
     if let Some(previous) = current.settings.service(key::PREVIOUS) {
         settings.set_service(key::PREVIOUS, &previous);
     }
+    if current.settings.boolean(key::PREVIOUS_MULTITRACK) == Some(true) {
+        settings.set_bool(key::PREVIOUS_MULTITRACK, true);
+    }
     replace(SERVICE_ID, settings)?;
     log::info!("lossless streaming settings saved for this profile");
     Ok(())
 }
 
-/// Turns lossless streaming off: the previous service comes back exactly. Returns its type.
-pub(crate) fn disable() -> Result<String, ProfileError> {
+/// Turns lossless streaming off: the previous service comes back exactly, and Enhanced
+/// Broadcasting if turning lossless streaming on had turned it off.
+pub(crate) fn disable() -> Result<Disabled, ProfileError> {
     let _converting = CONVERTING.lock().unwrap_or_else(PoisonError::into_inner);
     let current = Current::get().ok_or(ProfileError::NoService)?;
     let (id, settings) = match conversion::disable(&current.id, &current.settings)? {
@@ -331,7 +338,23 @@ pub(crate) fn disable() -> Result<String, ProfileError> {
     };
     replace(&id, settings)?;
     log::info!("lossless streaming turned off for this profile (back to \"{id}\")");
-    Ok(id)
+    let multitrack_restored =
+        current.settings.boolean(key::PREVIOUS_MULTITRACK) == Some(true) && set_multitrack(true);
+    if multitrack_restored {
+        log::info!("Enhanced Broadcasting (multitrack video) turned back on for this profile: OBS uses it once it loads the profile again");
+    }
+    Ok(Disabled {
+        restored_type: id,
+        multitrack_restored,
+    })
+}
+
+/// What turning lossless streaming off brought back.
+pub(crate) struct Disabled {
+    /// The service type restored.
+    pub(crate) restored_type: String,
+    /// Enhanced Broadcasting, which turning lossless streaming on had turned off, is on again.
+    pub(crate) multitrack_restored: bool,
 }
 
 /// Whether the profile streams through us.
@@ -398,25 +421,46 @@ fn warn_reload_required() {
     );
 }
 
-/// On OBS 30.2+, turns the profile's Enhanced Broadcasting off: with it on, the Stream
-/// button starts OBS's own multitrack output and never ours. True if it was on.
-fn clear_multitrack() -> bool {
+/// Whether the profile's Enhanced Broadcasting option is on (OBS 30.2+).
+fn multitrack_on() -> bool {
     if !Running::detect().has_multitrack() {
         return false;
     }
     let (section, name) = multitrack_option();
     // SAFETY: the profile's config lives as long as the profile; libobs's config calls
     // lock it.
-    let cleared = unsafe {
+    unsafe {
         let config = obs_frontend_get_profile_config();
-        if config.is_null() || !config_get_bool(config, section, name) {
+        !config.is_null() && config_get_bool(config, section, name)
+    }
+}
+
+/// Sets the profile's Enhanced Broadcasting option and saves the profile (OBS 30.2+). True
+/// if it changed.
+fn set_multitrack(on: bool) -> bool {
+    if !Running::detect().has_multitrack() || multitrack_on() == on {
+        return false;
+    }
+    let (section, name) = multitrack_option();
+    // SAFETY: as in `multitrack_on`.
+    unsafe {
+        let config = obs_frontend_get_profile_config();
+        if config.is_null() {
             return false;
         }
-        config_set_bool(config, section, name, false);
+        config_set_bool(config, section, name, on);
         config_save_safe(config, cstr!("tmp"), ptr::null());
-        true
-    };
-    log::warn!("Enhanced Broadcasting (multitrack video) turned off for this profile: it would bypass lossless streaming");
+    }
+    true
+}
+
+/// On OBS 30.2+, turns the profile's Enhanced Broadcasting off: with it on, the Stream
+/// button starts OBS's own multitrack output and never ours. True if it was on.
+fn clear_multitrack() -> bool {
+    let cleared = set_multitrack(false);
+    if cleared {
+        log::warn!("Enhanced Broadcasting (multitrack video) turned off for this profile: it would bypass lossless streaming");
+    }
     cleared
 }
 

@@ -31,6 +31,9 @@ pub(crate) mod key {
     /// The service the profile had before lossless streaming was turned on
     /// (`{"type", "settings"}`), restored exactly when it is turned off.
     pub(crate) const PREVIOUS: &str = "goaway_previous";
+    /// The profile had Enhanced Broadcasting on when lossless streaming turned it off: it
+    /// comes back on with the previous service.
+    pub(crate) const PREVIOUS_MULTITRACK: &str = "goaway_previous_multitrack";
 }
 
 /// Values of [`key::STRATEGY`].

@@ -237,13 +237,16 @@ unsafe extern "C" fn enable(request: *mut obs_data_t, response: *mut obs_data_t,
     })
 }
 
-/// `Disable` -> `{ok, restoredType}`.
+/// `Disable` -> `{ok, restoredType, multitrackRestored}`.
 unsafe extern "C" fn disable(_request: *mut obs_data_t, response: *mut obs_data_t, _: *mut c_void) {
     guard("websocket Disable", (), || {
         let Some(mut response) = borrowed(response) else {
             return;
         };
-        let result = profile::disable().map(|id| response.set_string("restoredType", &id));
+        let result = profile::disable().map(|disabled| {
+            response.set_string("restoredType", &disabled.restored_type);
+            response.set_bool("multitrackRestored", disabled.multitrack_restored);
+        });
         answer(&mut response, result.map_err(|e| e.to_string()));
     })
 }
