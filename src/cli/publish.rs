@@ -280,3 +280,40 @@ fn print_event(event: &SessionEvent) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(
+        url: &str,
+        user: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<Option<Credentials>, String> {
+        let url = RtmpUrl::parse(url).unwrap();
+        credentials(&url, user.map(Into::into), password.map(Into::into))
+    }
+
+    #[test]
+    fn each_part_of_the_credentials_comes_from_one_place() {
+        let obs = Some(Credentials::new("obs", "pw"));
+        assert_eq!(from("rtmp://obs:pw@h/live/k", None, None), Ok(obs.clone()));
+        assert_eq!(
+            from("rtmp://obs@h/live/k", None, Some("pw")),
+            Ok(obs.clone())
+        );
+        assert_eq!(from("rtmp://h/live/k", Some("obs"), Some("pw")), Ok(obs));
+        assert_eq!(from("rtmp://h/live/k", None, None), Ok(None));
+        for (url, user, password) in [
+            ("rtmp://obs:pw@h/live/k", Some("obs"), None),
+            ("rtmp://obs:pw@h/live/k", None, Some("pw")),
+            ("rtmp://h/live/k", Some("obs"), None),
+            ("rtmp://h/live/k", None, Some("pw")),
+        ] {
+            assert!(
+                from(url, user, password).is_err(),
+                "{url} {user:?} {password:?}"
+            );
+        }
+    }
+}

@@ -112,14 +112,15 @@ impl Connection {
                     while let Some(event) = session.poll_event() {
                         match event {
                             ServerEvent::ConnectRequested { app, query, supports_go_away, caps_ex, .. } => {
-                                closing = !self.on_connect(&mut session, &app, query.as_deref());
-                                if !closing {
+                                if self.on_connect(&mut session, &app, query.as_deref()) {
                                     log::info!(
                                         "connection {}: connect app={app} supportsGoAway={supports_go_away} capsEx={caps_ex}",
                                         self.conn
                                     );
                                     self.supports_go_away = supports_go_away;
                                     self.supports_reconnect = caps_ex & 1 != 0;
+                                } else {
+                                    closing = true;
                                 }
                             }
                             ServerEvent::PublishRequested { key } => {

@@ -19,7 +19,6 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use bytes::Bytes;
-
 use md5::{Digest, Md5};
 
 use super::amf0::Value;
