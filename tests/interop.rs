@@ -48,6 +48,21 @@ fn publishes_to_nginx_without_announcing_go_away() {
     assert!(compare(&sample_tags(), &read_flv(&files[0])).is_lossless());
 }
 
+/// The publisher names its user in `connect` at once (`live?authmod=adobe&user=obs`); a
+/// server without authentication takes the application name without the query.
+#[test]
+fn credentials_do_not_disturb_a_server_without_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let nginx = Nginx::start(dir.path(), None);
+    let url = format!("rtmp://obs:pw@127.0.0.1:{}/live/cred", nginx.port);
+    let (ok, stderr) = goaway(&["publish", SAMPLE, &url]);
+    assert!(ok, "publish failed: {stderr}");
+    std::thread::sleep(Duration::from_millis(300));
+    let files = nginx.recordings("cred");
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(compare(&sample_tags(), &read_flv(&files[0])).is_lossless());
+}
+
 #[test]
 fn publishes_over_rtmps_through_a_tls_terminator() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,9 +13,10 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use common::*;
-use obs_goaway::ingest::{Ingest, IngestConfig, SignalKind, StreamStats};
+use obs_goaway::ingest::{AuthConfig, Ingest, IngestConfig, SignalKind, StreamStats};
 use obs_goaway::media::compare::{compare, Comparison};
 use obs_goaway::media::{Tag, TagKind};
+use obs_goaway::protocol::auth::{AuthMethod, Credentials};
 use obs_goaway::session::{
     self, Cause, CutoverKind, MigrationMode, PacketSender, Report, SessionConfig, SessionEvent,
 };
@@ -707,10 +708,11 @@ fn cli_ingest_schedules_reconnect_requests() {
     );
 }
 
-/// A bare-bones server built on the sans-IO [`ServerSession`]: accepts every publish and,
-/// on the first connection after 30 media messages, sends Go Away, a Reconnect Request and
-/// Go Away again at once; with `signal_second`, the second connection gets Go Away as soon
-/// as it publishes (while it is still the standby). Returns how many connections published.
+/// A bare-bones server built on the sans-IO [`ServerSession`]: accepts every connect and
+/// publish and, on the first connection after 30 media messages, sends Go Away, a Reconnect
+/// Request and Go Away again at once; with `signal_second`, the second connection gets Go
+/// Away as soon as it publishes (while it is still the standby). Returns how many
+/// connections published.
 async fn noisy_server(listener: tokio::net::TcpListener, signal_second: bool) -> usize {
     use obs_goaway::protocol::{ServerEvent, ServerSession, Transmit};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -737,6 +739,7 @@ async fn noisy_server(listener: tokio::net::TcpListener, signal_second: bool) ->
                 }
                 while let Some(event) = session.poll_event() {
                     match event {
+                        ServerEvent::ConnectRequested { .. } => session.accept_connect(),
                         ServerEvent::PublishRequested { .. } => {
                             session.accept_publish();
                             if second && signal_second {
@@ -853,4 +856,137 @@ async fn moves_over_rtmps_on_the_reference_ingest() {
     assert!(compare(&tags, &read_flv(&stats.path)).is_lossless());
     assert_eq!(report.cutovers.len(), 1);
     assert_eq!(stats.duplicates, 0);
+}
+
+/// The publisher's credentials, the only user of [`require_auth`]'s ingests.
+fn obs_user() -> Credentials {
+    Credentials::new("obs", "s3cret!")
+}
+
+fn require_auth(config: &mut IngestConfig) {
+    config.auth = Some(AuthConfig {
+        method: AuthMethod::Adobe,
+        users: vec![obs_user()],
+    });
+}
+
+fn with_credentials(config: &mut SessionConfig) {
+    config.url = config.url.clone().with_credentials(Some(obs_user()));
+}
+
+/// An ingest that requires authentication only accepts authenticated connections, so every
+/// move that completes proves the new connection authenticated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_away_with_authentication_reauthenticates_and_loses_nothing() {
+    let (_dir, ingest) = ingest_with(require_auth).await;
+    let outcome = publish(
+        &ingest,
+        "auth",
+        sample_tags(),
+        4.0,
+        &[
+            (Duration::from_millis(1000), SignalKind::GoAway),
+            (Duration::from_millis(3000), SignalKind::ReconnectRequest),
+        ],
+        with_credentials,
+    )
+    .await;
+    assert_lossless(&outcome);
+    assert_eq!(outcome.report.connections, 3);
+    assert!(outcome
+        .report
+        .cutovers
+        .iter()
+        .all(|c| c.kind == CutoverKind::MakeBeforeBreak));
+    assert_eq!(outcome.stats.connections, 3);
+    assert_eq!(outcome.stats.duplicates, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_after_drops_with_authentication() {
+    let (_dir, ingest) = ingest_with(|c| {
+        require_auth(c);
+        c.drop_after = Some(Duration::from_millis(1500));
+    })
+    .await;
+    let outcome = publish(&ingest, "drops", sample_tags(), 4.0, &[], |c| {
+        with_credentials(c);
+        c.reconnect.initial_delay = Duration::from_millis(100);
+    })
+    .await;
+    assert_lossless(&outcome);
+    assert!(outcome.report.cutovers.len() >= 2, "{:?}", outcome.report);
+    assert!(outcome
+        .report
+        .cutovers
+        .iter()
+        .all(|c| c.cause == Cause::ConnectionLost && c.kind == CutoverKind::Resumed));
+}
+
+/// Credentials follow a redirect to another host (see `RtmpUrl::resolve_reconnect`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_takes_the_credentials_to_the_next_ingest() {
+    let (_dir_b, b) = ingest_with(require_auth).await;
+    let b_addr = b.local_addrs()[0];
+    let (_dir_a, a) = ingest_with(|c| {
+        require_auth(c);
+        c.redirect = Some(format!("rtmp://{b_addr}/live"));
+    })
+    .await;
+    let tags = sample_tags();
+    let outcome = publish(
+        &a,
+        "redirected",
+        tags.clone(),
+        4.0,
+        &[(Duration::from_millis(1200), SignalKind::ReconnectRequest)],
+        with_credentials,
+    )
+    .await;
+    let on_b = wait_for_recording(&b, "redirected").await;
+    let mut recorded = read_flv(&outcome.stats.path);
+    recorded.extend(read_flv(&on_b.path));
+    let joined = compare(&tags, &recorded);
+    assert!(joined.is_lossless(), "{joined:?}");
+    assert_eq!(on_b.connections, 1);
+    assert_eq!(
+        outcome.report.cutovers[0].kind,
+        CutoverKind::MakeBeforeBreak
+    );
+}
+
+/// A move to a server that refuses the password stays on the current connection: retrying
+/// cannot fix a password, and the stream goes on where it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_to_a_server_refusing_the_password_keeps_streaming_where_it_is() {
+    let (_dir_b, b) = ingest_with(|c| {
+        c.auth = Some(AuthConfig {
+            method: AuthMethod::Adobe,
+            users: vec![Credentials::new("obs", "another password")],
+        });
+    })
+    .await;
+    let b_addr = b.local_addrs()[0];
+    let (_dir_a, a) = ingest_with(|c| {
+        require_auth(c);
+        c.redirect = Some(format!("rtmp://{b_addr}/live"));
+    })
+    .await;
+    let outcome = publish(
+        &a,
+        "stays",
+        sample_tags(),
+        4.0,
+        &[(Duration::from_millis(1200), SignalKind::ReconnectRequest)],
+        with_credentials,
+    )
+    .await;
+    assert_lossless(&outcome);
+    assert!(outcome
+        .events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::MoveRequested { .. })));
+    assert!(outcome.report.cutovers.is_empty());
+    assert_eq!(outcome.report.connections, 1);
+    assert_eq!(b.publishers("stays"), 0);
 }

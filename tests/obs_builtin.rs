@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::obs::{
-    rtmp_custom, run_outage_scenario, ObsVersion, OnStart, PluginInstall, ProfileBuilder,
-    ScenarioOutcome, SCENARIO_KEY,
+    authenticating_ingest, rtmp_custom, run_outage_scenario, with_auth, ObsVersion, OnStart,
+    PluginInstall, ProfileBuilder, ScenarioOutcome, AUTH_PASSWORD, SCENARIO_KEY,
 };
 use common::{ffprobe_decoded_frames, frame_counts, free_port, read_flv};
 use obs_goaway::ingest::{Ingest, IngestConfig};
@@ -90,6 +90,49 @@ fn obs_29_builtin_output_streams_to_the_reference_ingest() {
 #[test]
 fn obs_32_builtin_output_streams_to_the_reference_ingest() {
     streams_to_the_reference_ingest(ObsVersion::Sid);
+}
+
+/// OBS's own output with "Use authentication" (librtmp's adobe challenge-response) streams
+/// to the reference ingest requiring it: the ingest's server side against the client OBS
+/// users have today. librtmp connects without credentials first, as FFmpeg does.
+fn authenticates_to_the_reference_ingest(version: ObsVersion) {
+    version.require();
+    let runtime = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = authenticating_ingest(&runtime, dir.path());
+    let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    let profile = ProfileBuilder::new(version)
+        .service(with_auth(rtmp_custom(&server, SCENARIO_KEY), AUTH_PASSWORD))
+        .build();
+    let mut obs = profile.start(OnStart::Stream);
+    obs.wait_for_log("==== Streaming Start", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(4));
+    let exit = obs.stop();
+    exit.assert_clean("exit");
+    let stats = ingest
+        .stats()
+        .remove(SCENARIO_KEY)
+        .unwrap_or_else(|| panic!("{version}: nothing published\n{}", exit.log));
+    let (video, audio) = frame_counts(&read_flv(&stats.path));
+    assert!(
+        video > 50 && audio > 50,
+        "{version}: only {video} video / {audio} audio frames recorded"
+    );
+    assert_eq!(stats.connections, 1, "{version}: OBS reconnected");
+    assert!(
+        !exit.log.contains(AUTH_PASSWORD),
+        "{version}: the password is in OBS's log"
+    );
+}
+
+#[test]
+fn obs_29_builtin_output_authenticates_to_the_reference_ingest() {
+    authenticates_to_the_reference_ingest(ObsVersion::Host);
+}
+
+#[test]
+fn obs_32_builtin_output_authenticates_to_the_reference_ingest() {
+    authenticates_to_the_reference_ingest(ObsVersion::Sid);
 }
 
 /// obs-websocket answers GetVersion and GetStreamServiceSettings (OBS idle, not streaming);

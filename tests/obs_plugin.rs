@@ -13,11 +13,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::obs::{
-    run_outage_scenario, run_scenario, ObsVersion, OnStart, PluginInstall, ProfileBuilder,
-    ScenarioOutcome, ScenarioTimes, SCENARIO_KEY,
+    authenticating_ingest, run_outage_scenario, run_scenario, with_auth, ObsVersion, OnStart,
+    PluginInstall, ProfileBuilder, ScenarioOutcome, ScenarioTimes, AUTH_PASSWORD, SCENARIO_KEY,
 };
 use common::{ffprobe_decoded_frames, free_port};
-use obs_goaway::ingest::{Ingest, IngestConfig};
+use obs_goaway::ingest::{Ingest, IngestConfig, SignalKind};
 use obs_goaway::media::flv::FlvWriter;
 use obs_goaway::media::TagKind;
 use serde_json::{json, Value};
@@ -204,6 +204,78 @@ fn obs_32_streams_av1_as_enhanced_rtmp_through_a_move() {
         frames.parse::<usize>().unwrap(),
         video.iter().filter(|t| t.is_frame()).count()
     );
+}
+
+/// With "Use authentication", the plugin authenticates every connection, the first and the
+/// successor of a Go Away move (the ingest accepts nothing else), and never logs the
+/// password; a wrong password stops the stream saying so.
+fn authenticates_every_connection(version: ObsVersion) {
+    version.require();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = authenticating_ingest(&runtime, dir.path());
+    let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    let profile = ProfileBuilder::new(version)
+        .service(with_auth(goaway_service(&server), AUTH_PASSWORD))
+        .plugin(PluginInstall::obs_goaway())
+        .build();
+    let mut obs = profile.start(OnStart::Stream);
+    obs.wait_for_log("[obs-goaway] publishing to", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        ingest.signal_all(Some(SignalKind::GoAway)),
+        1,
+        "{version}: no publisher to signal\n{}",
+        obs.log()
+    );
+    obs.wait_for_log("[obs-goaway] move: go-away", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(1));
+    let exit = obs.stop();
+    exit.assert_clean("authenticated move");
+    let stats = ingest
+        .stats()
+        .remove(SCENARIO_KEY)
+        .unwrap_or_else(|| panic!("{version}: nothing published\n{}", exit.log));
+    assert_eq!(
+        (stats.connections, stats.cutovers.len(), stats.duplicates),
+        (2, 1, 0),
+        "{version}: {stats:?}"
+    );
+    assert!(
+        !exit.log.contains(AUTH_PASSWORD),
+        "{version}: the password is in OBS's log"
+    );
+    assert!(
+        !exit.log.contains("not supported yet"),
+        "{version}: {}",
+        exit.log
+    );
+
+    let profile = ProfileBuilder::new(version)
+        .service(with_auth(goaway_service(&server), "guess"))
+        .plugin(PluginInstall::obs_goaway())
+        .build();
+    let mut obs = profile.start(OnStart::Stream);
+    obs.wait_for_log("[obs-goaway] stream stopped:", Duration::from_secs(30));
+    let exit = obs.stop();
+    exit.assert_clean("wrong password");
+    assert!(
+        exit.log.contains(
+            "[obs-goaway] stream stopped: authentication failed: wrong password for user \"obs\""
+        ),
+        "{version}: {}",
+        exit.log
+    );
+}
+
+#[test]
+fn obs_29_plugin_authenticates_every_connection() {
+    authenticates_every_connection(ObsVersion::Host);
+}
+
+#[test]
+fn obs_32_plugin_authenticates_every_connection() {
+    authenticates_every_connection(ObsVersion::Sid);
 }
 
 /// OBS starts streaming through the plugin and quits, again and again, and always exits

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use obs_goaway::media::flv::FlvReader;
 use obs_goaway::media::TagKind;
+use obs_goaway::protocol::auth::Credentials;
 use obs_goaway::session::{self, MigrationMode, SessionConfig, SessionEvent};
 use obs_goaway::source::{spawn_flv_source, Pacing, SourceProgress};
 use obs_goaway::transport::{tls, RtmpUrl, Scheme};
@@ -20,8 +21,21 @@ use obs_goaway::transport::{tls, RtmpUrl, Scheme};
 pub(crate) struct PublishArgs {
     /// FLV file to publish ("-" for standard input).
     input: PathBuf,
-    /// rtmp://host/app/key (port optional, default 1935) or rtmps://host/app/key (443)
+    /// rtmp://host/app/key (port optional, default 1935) or rtmps://host/app/key (443);
+    /// rtmp://user:password@host/app/key to authenticate (percent-encode special characters)
     url: String,
+    /// Username for servers that require authentication (instead of user@ in the URL).
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+    /// Password for --user (or user@ in the URL); better from the environment, which keeps
+    /// it out of the shell history.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "GOAWAY_PASSWORD",
+        hide_env_values = true
+    )]
+    password: Option<String>,
     /// Pace by timestamps, as a live source would.
     #[arg(long)]
     realtime: bool,
@@ -81,8 +95,49 @@ fn enhanced_fourccs(path: &PathBuf) -> Vec<String> {
     list
 }
 
+/// The credentials from the URL's user info, `--user` and `--password` (or
+/// `GOAWAY_PASSWORD`): each part from one place only, both parts or neither.
+fn credentials(
+    url: &RtmpUrl,
+    user: Option<String>,
+    password: Option<String>,
+) -> Result<Option<Credentials>, String> {
+    let (url_user, url_password) = url.credentials().map_or((None, None), |c| {
+        let password = (!c.password().is_empty()).then(|| c.password().to_owned());
+        (Some(c.username.clone()), password)
+    });
+    let user = match (url_user, user) {
+        (Some(_), Some(_)) => {
+            return Err("give the user in the URL or with --user, not both".into())
+        }
+        (from_url, flag) => from_url.or(flag),
+    };
+    let password = match (url_password, password) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "give the password in the URL or with --password / GOAWAY_PASSWORD, not both"
+                    .into(),
+            )
+        }
+        (from_url, other) => other.or(from_url),
+    };
+    match (user, password) {
+        (Some(user), Some(password)) => Ok(Some(Credentials::new(user, password))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(
+            "a user needs a password: --password, GOAWAY_PASSWORD or user:password@ in the URL"
+                .into(),
+        ),
+        (None, Some(_)) => Err(
+            "a password needs a user: --user or user@ in the URL (or unset GOAWAY_PASSWORD)".into(),
+        ),
+    }
+}
+
 pub(crate) async fn run(args: PublishArgs, quiet: bool) -> Result<ExitCode, String> {
     let url = RtmpUrl::parse(&args.url).map_err(|e| e.to_string())?;
+    let credentials = credentials(&url, args.user, args.password)?;
+    let url = url.with_credentials(credentials);
     if !(args.speed > 0.0 && args.speed.is_finite()) {
         return Err(format!(
             "--speed must be a positive number, not {}",
@@ -222,6 +277,43 @@ fn print_event(event: &SessionEvent) {
         }
         SessionEvent::FramesDropped { count } => {
             eprintln!("goaway: buffer full: dropped {count} frames");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(
+        url: &str,
+        user: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<Option<Credentials>, String> {
+        let url = RtmpUrl::parse(url).unwrap();
+        credentials(&url, user.map(Into::into), password.map(Into::into))
+    }
+
+    #[test]
+    fn each_part_of_the_credentials_comes_from_one_place() {
+        let obs = Some(Credentials::new("obs", "pw"));
+        assert_eq!(from("rtmp://obs:pw@h/live/k", None, None), Ok(obs.clone()));
+        assert_eq!(
+            from("rtmp://obs@h/live/k", None, Some("pw")),
+            Ok(obs.clone())
+        );
+        assert_eq!(from("rtmp://h/live/k", Some("obs"), Some("pw")), Ok(obs));
+        assert_eq!(from("rtmp://h/live/k", None, None), Ok(None));
+        for (url, user, password) in [
+            ("rtmp://obs:pw@h/live/k", Some("obs"), None),
+            ("rtmp://obs:pw@h/live/k", None, Some("pw")),
+            ("rtmp://h/live/k", Some("obs"), None),
+            ("rtmp://h/live/k", None, Some("pw")),
+        ] {
+            assert!(
+                from(url, user, password).is_err(),
+                "{url} {user:?} {password:?}"
+            );
         }
     }
 }

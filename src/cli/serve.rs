@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use obs_goaway::ingest::{Ingest, IngestConfig, ListenerConfig, SignalKind};
+use obs_goaway::ingest::{AuthConfig, Ingest, IngestConfig, ListenerConfig, SignalKind};
+use obs_goaway::protocol::auth::{AuthMethod, Credentials};
 use obs_goaway::transport::tls;
 
 #[derive(Debug, Args)]
@@ -44,6 +45,23 @@ pub(crate) struct ServeArgs {
     /// Close connections that send nothing for this many seconds.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     idle_timeout: f64,
+    /// Require publishers to authenticate as this user (repeatable for several users).
+    #[arg(long, value_name = "USER:PASSWORD", value_parser = clap::builder::ValueParser::new(user_password))]
+    auth: Vec<Credentials>,
+    /// Authentication scheme to ask for with --auth: adobe (as OBS and FFmpeg speak it) or
+    /// llnw (Limelight).
+    #[arg(long, default_value = "adobe", value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<AuthMethod>()))]
+    auth_method: AuthMethod,
+}
+
+/// `USER:PASSWORD` (the password may contain colons, the user may not).
+fn user_password(text: &str) -> Result<Credentials, String> {
+    match text.split_once(':') {
+        Some((user, password)) if !user.is_empty() && !password.is_empty() => {
+            Ok(Credentials::new(user, password))
+        }
+        _ => Err("expected USER:PASSWORD, both non-empty".into()),
+    }
 }
 
 pub(crate) async fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode, String> {
@@ -88,6 +106,10 @@ pub(crate) async fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode, String
         close_after_signal: None,
         drop_after: None,
         idle_timeout: super::seconds(args.idle_timeout, "--idle-timeout")?,
+        auth: (!args.auth.is_empty()).then_some(AuthConfig {
+            method: args.auth_method,
+            users: args.auth,
+        }),
     };
     let ingest = Ingest::start(config).await.map_err(|e| e.to_string())?;
     for (addr, tls) in ingest.local_addrs().iter().zip(

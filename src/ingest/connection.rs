@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use super::{Claim, Control, Outage, Registry, SignalKind};
+use crate::protocol::auth::Verdict;
 use crate::protocol::{ServerEvent, ServerSession, Transmit};
 use crate::transport::io::{handshake_seed, sleep_until_some, write_some};
 use crate::transport::stream::{tune_socket, Stream};
@@ -110,13 +111,17 @@ impl Connection {
                     input.clear();
                     while let Some(event) = session.poll_event() {
                         match event {
-                            ServerEvent::Connected { app, supports_go_away, caps_ex, .. } => {
-                                log::info!(
-                                    "connection {}: connect app={app} supportsGoAway={supports_go_away} capsEx={caps_ex}",
-                                    self.conn
-                                );
-                                self.supports_go_away = supports_go_away;
-                                self.supports_reconnect = caps_ex & 1 != 0;
+                            ServerEvent::ConnectRequested { app, query, supports_go_away, caps_ex, .. } => {
+                                if self.on_connect(&mut session, &app, query.as_deref()) {
+                                    log::info!(
+                                        "connection {}: connect app={app} supportsGoAway={supports_go_away} capsEx={caps_ex}",
+                                        self.conn
+                                    );
+                                    self.supports_go_away = supports_go_away;
+                                    self.supports_reconnect = caps_ex & 1 != 0;
+                                } else {
+                                    closing = true;
+                                }
                             }
                             ServerEvent::PublishRequested { key } => {
                                 let claim = Claim {
@@ -177,6 +182,34 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Accepts or refuses `connect` (authentication); false if refused.
+    fn on_connect(&self, session: &mut ServerSession, app: &str, query: Option<&str>) -> bool {
+        match self.registry.authenticate(app, query) {
+            None => {}
+            Some(Ok(Verdict::Accept { user })) => {
+                log::info!("connection {}: authenticated as \"{user}\"", self.conn);
+            }
+            Some(Ok(Verdict::Refuse {
+                description,
+                reason,
+            })) => {
+                log::info!("connection {}: connect refused: {reason}", self.conn);
+                session.reject_connect(&description);
+                return false;
+            }
+            Some(Err(e)) => {
+                log::error!(
+                    "connection {}: no OS randomness for an authentication challenge: {e}",
+                    self.conn
+                );
+                session.reject_connect("Server error: cannot authenticate");
+                return false;
+            }
+        }
+        session.accept_connect();
+        true
     }
 
     fn first_signal_at(&self) -> Option<tokio::time::Instant> {

@@ -4,7 +4,9 @@
 //!
 //! It is the test peer of the publisher and an example for server operators of the server
 //! side of a lossless move: let the successor publish the same key while the old connection
-//! drains, and stitch the two at the switch keyframe.
+//! drains, and stitch the two at the switch keyframe. With [`IngestConfig::auth`] it asks
+//! publishers for a username and password as Adobe Media Server does (`authmod=adobe`, or
+//! Limelight's `llnw`), on every connection, moves included.
 
 mod connection;
 mod recorder;
@@ -24,6 +26,7 @@ use recorder::Recorder;
 pub use recorder::StreamStats;
 
 use crate::media::Tag;
+use crate::protocol::auth::{AuthMethod, Credentials, ServerAuth, Verdict, SERVER_RANDOM_LEN};
 
 /// Which signal asks a publisher to move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +60,15 @@ pub struct ListenerConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
+/// Publisher authentication: the scheme to ask for and the users to accept.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// `authmod` to ask for.
+    pub method: AuthMethod,
+    /// Accepted usernames and passwords.
+    pub users: Vec<Credentials>,
+}
+
 /// How the ingest behaves.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -84,6 +96,8 @@ pub struct IngestConfig {
     /// Close a connection that sends nothing for this long, so a publisher that vanished
     /// without closing does not hold its stream key forever.
     pub idle_timeout: Duration,
+    /// Require publishers to authenticate (`None`: anyone may publish).
+    pub auth: Option<AuthConfig>,
 }
 
 impl IngestConfig {
@@ -100,6 +114,7 @@ impl IngestConfig {
             close_after_signal: None,
             drop_after: None,
             idle_timeout: Duration::from_secs(30),
+            auth: None,
         }
     }
 }
@@ -127,6 +142,8 @@ struct StreamState {
 pub(crate) struct Registry {
     config: IngestConfig,
     streams: Mutex<HashMap<String, StreamState>>,
+    /// The challenges sent, shared because each answer arrives on a new connection.
+    auth: Option<Mutex<ServerAuth>>,
 }
 
 /// What a connection told the registry about itself when asking to publish.
@@ -142,6 +159,22 @@ impl Registry {
         self.streams
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Decides a `connect` to `app` with `query` if publishers must authenticate (`None`:
+    /// they need not). Fails only without OS randomness for a challenge.
+    pub(crate) fn authenticate(
+        &self,
+        app: &str,
+        query: Option<&str>,
+    ) -> Option<Result<Verdict, getrandom::Error>> {
+        let auth = self.auth.as_ref()?;
+        let mut random = [0u8; SERVER_RANDOM_LEN];
+        if let Err(e) = getrandom::fill(&mut random) {
+            return Some(Err(e));
+        }
+        let mut auth = auth.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Some(Ok(auth.check(app, query, &random)))
     }
 
     /// Decides whether `claim` may publish `key`: yes if nobody does, or if every current
@@ -244,9 +277,14 @@ impl Ingest {
     pub async fn start(config: IngestConfig) -> io::Result<Self> {
         std::fs::create_dir_all(&config.record_dir)?;
         let listeners = config.listeners.clone();
+        let auth = config
+            .auth
+            .as_ref()
+            .map(|a| Mutex::new(ServerAuth::new(a.method, a.users.clone())));
         let registry = Arc::new(Registry {
             config,
             streams: Mutex::new(HashMap::new()),
+            auth,
         });
         let (outage, _) = watch::channel(None);
         let mut addrs = Vec::new();

@@ -108,9 +108,6 @@ impl Output {
         let (destination, options) = self.destination()?;
         let mut config = session_config(&destination, &options)
             .map_err(|error| with_detail(tr!("Error.BadServer"), &error))?;
-        if destination.username.is_some() {
-            log::warn!("RTMP authentication (username/password) is not supported yet; connecting without it");
-        }
         // SAFETY: as above; the settings reference is ours to release.
         if let Some(settings) = unsafe { owned(obs_output_get_settings(output)) } {
             config.link.local = local_end(&settings);
@@ -154,11 +151,13 @@ impl Output {
             let destination = if text(obs_service_get_id(service)) == SERVICE_ID {
                 Destination::read(&options)
             } else {
+                // Another service answers only with authentication on.
+                let optional = |text: String| (!text.is_empty()).then_some(text);
                 Destination {
                     server: connect_info(service, ConnectInfo::ServerUrl),
                     key: connect_info(service, ConnectInfo::StreamKey),
-                    username: None,
-                    password: None,
+                    username: optional(connect_info(service, ConnectInfo::Username)),
+                    password: optional(connect_info(service, ConnectInfo::Password)),
                 }
             };
             Ok((destination, options))
@@ -412,9 +411,9 @@ impl Observer for ObsObserver {
                 let (code, headline) = match (&error, published) {
                     (_, true) => (OBS_OUTPUT_DISCONNECTED, tr!("Fail.Disconnected")),
                     (
-                        SessionError::Fatal(LinkError::Protocol(ProtocolError::Rejected {
-                            ..
-                        })),
+                        SessionError::Fatal(LinkError::Protocol(
+                            ProtocolError::Rejected { .. } | ProtocolError::Auth(_),
+                        )),
                         _,
                     ) => (OBS_OUTPUT_INVALID_STREAM, tr!("Fail.Rejected")),
                     (SessionError::Fatal(_) | SessionError::Connect(_), _) => {

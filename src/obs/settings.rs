@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use obs_wrapper::data::DataObj;
 
+use crate::protocol::auth::Credentials;
 use crate::session::{BufferLimits, MigrationMode, SessionConfig};
 use crate::transport::{RtmpUrl, UrlError};
 
@@ -167,7 +168,20 @@ impl Destination {
             server: text(key::SERVER),
             key: text(key::KEY),
             username: auth.then(|| text(key::USERNAME)),
-            password: auth.then(|| text(key::PASSWORD)),
+            // As OBS's Custom service keeps it: spaces may belong to a password.
+            password: auth.then(|| source.string(key::PASSWORD).unwrap_or_default()),
+        }
+    }
+
+    /// The credentials to authenticate with: only with authentication on and a username
+    /// (OBS's own output needs both too). Without them, a server that requires
+    /// authentication refuses the stream with an error that says so.
+    pub(crate) fn credentials(&self) -> Option<Credentials> {
+        match (&self.username, &self.password) {
+            (Some(username), Some(password)) if !username.is_empty() => {
+                Some(Credentials::new(username.as_str(), password.as_str()))
+            }
+            _ => None,
         }
     }
 
@@ -190,7 +204,10 @@ pub(crate) fn session_config(
     destination: &Destination,
     source: &impl Source,
 ) -> Result<SessionConfig, UrlError> {
-    let url = RtmpUrl::with_key(&destination.server, &destination.key)?;
+    let mut url = RtmpUrl::with_key(&destination.server, &destination.key)?;
+    if let Some(credentials) = destination.credentials() {
+        url = url.with_credentials(Some(credentials));
+    }
     let mut config = SessionConfig::new(url);
     config.link.announce_go_away = source
         .boolean(key::ANNOUNCE_GO_AWAY)
@@ -309,14 +326,49 @@ mod tests {
     fn authentication_is_read_only_when_enabled() {
         let mut source = map(&[
             ("server", "rtmps://a.example/live"),
+            ("key", "k"),
             ("username", "u"),
             ("password", "p"),
         ]);
         assert_eq!(Destination::read(&source).password, None);
+        assert_eq!(
+            session_config(&Destination::read(&source), &source)
+                .unwrap()
+                .url
+                .credentials(),
+            None
+        );
         source.set_bool("use_auth", true);
+        source.set_string("password", " p ");
         let destination = Destination::read(&source);
         assert_eq!(destination.username.as_deref(), Some("u"));
         assert_eq!(destination.protocol(), "RTMPS");
+        let config = session_config(&destination, &source).unwrap();
+        assert_eq!(
+            config.url.credentials(),
+            Some(&Credentials::new("u", " p ")),
+            "the session authenticates, the password as typed"
+        );
+        assert!(!format!("{:?}", config.url).contains(" p "));
+    }
+
+    #[test]
+    fn authentication_without_a_username_sends_nothing() {
+        let source = map(&[
+            ("server", "rtmp://a.example/live"),
+            ("key", "k"),
+            ("use_auth", "true"),
+            ("password", "p"),
+        ]);
+        let destination = Destination::read(&source);
+        assert_eq!(destination.credentials(), None);
+        assert_eq!(
+            session_config(&destination, &source)
+                .unwrap()
+                .url
+                .credentials(),
+            None
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! libobs functions that only some supported versions have, looked up at run time.
 //!
-//! OBS 31 removed `obs_service_get_url`/`_key`; `obs_service_get_connect_info` exists only
-//! from 29.1. Importing either would make the module fail to load somewhere (OBS 32 loads
-//! modules with RTLD_NOW), so neither is imported: each is found in the running libobs.
+//! OBS 31 removed `obs_service_get_url`/`_key`/`_username`/`_password`;
+//! `obs_service_get_connect_info` exists only from 29.1. Importing either would make the
+//! module fail to load somewhere (OBS 32 loads modules with RTLD_NOW), so neither is
+//! imported: each is found in the running libobs.
 
 use std::ffi::{c_char, c_void, CStr};
 
@@ -15,6 +16,8 @@ use super::ffi::text;
 pub(crate) enum ConnectInfo {
     ServerUrl = 0,
     StreamKey = 2,
+    Username = 4,
+    Password = 6,
 }
 
 type ConnectInfoFn = unsafe extern "C" fn(*mut obs_service_t, u32) -> *const c_char;
@@ -57,6 +60,8 @@ pub(crate) unsafe fn connect_info(service: *mut obs_service_t, what: ConnectInfo
     let legacy_name = match what {
         ConnectInfo::ServerUrl => c"obs_service_get_url",
         ConnectInfo::StreamKey => c"obs_service_get_key",
+        ConnectInfo::Username => c"obs_service_get_username",
+        ConnectInfo::Password => c"obs_service_get_password",
     };
     let legacy = lookup(legacy_name);
     if legacy.is_null() {

@@ -2,9 +2,11 @@
 //! clock, so every behaviour is deterministic and testable without a network.
 //!
 //! Layers, bottom up: [`handshake`], [`chunk`] (the chunk stream codec), [`amf0`] and
-//! [`message`] (what chunks carry), then the two endpoints, [`publisher`] and [`server`].
+//! [`message`] (what chunks carry), then the two endpoints, [`publisher`] and [`server`],
+//! and the authentication both can run in `connect`, [`auth`].
 
 pub mod amf0;
+pub mod auth;
 pub mod chunk;
 pub mod handshake;
 pub mod message;
@@ -42,6 +44,9 @@ pub enum ProtocolError {
         /// The server's explanation.
         description: String,
     },
+    /// Authentication cannot succeed (wrong password, no credentials, unknown scheme).
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
     /// Media was sent before `NetStream.Publish.Start` or after the stream was finished.
     #[error("not publishing")]
     NotPublishing,

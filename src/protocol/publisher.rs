@@ -9,13 +9,20 @@
 //!
 //! The connect → releaseStream → FCPublish → createStream → publish sequence runs by itself
 //! once the handshake completes; [`Event::Publishing`] says media may flow.
+//!
+//! With [`PublishConfig::auth`], `connect` carries the authentication query. A server that
+//! answers with a challenge refuses that `connect`, which ends the connection: the publisher
+//! then stops and [`Publisher::reauthenticate`] gives the authentication to open the next
+//! connection with (see [`super::auth`]).
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use bytes::Bytes;
+use md5::{Digest, Md5};
 
 use super::amf0::Value;
+use super::auth::{self, ClientAuth};
 use super::chunk::RawMessage;
 use super::handshake::ClientHandshake;
 use super::message::{Command, Message};
@@ -55,6 +62,8 @@ pub struct PublishConfig {
     /// How often the server should acknowledge, in bytes: the granularity with which the
     /// publisher knows what the server has received.
     pub ack_window: u32,
+    /// Authentication in progress (`None`: connect without credentials).
+    pub auth: Option<ClientAuth>,
 }
 
 impl PublishConfig {
@@ -69,6 +78,7 @@ impl PublishConfig {
             fourcc_list: Vec::new(),
             chunk_size: 4096,
             ack_window: 32 * 1024,
+            auth: None,
         }
     }
 }
@@ -106,6 +116,8 @@ enum State {
     StartingPublish,
     Publishing,
     Finished,
+    /// `connect` was refused with an authentication step to take on a new connection.
+    Reauthenticating,
 }
 
 /// A publishing RTMP client connection, without I/O.
@@ -118,15 +130,22 @@ pub struct Publisher {
     stream_id: u32,
     events: VecDeque<Event>,
     error: Sticky,
+    /// Randomness for our own authentication challenge.
+    nonce: [u8; 4],
+    /// The authentication for the next connection, once the server asked for one.
+    reauthenticate: Option<ClientAuth>,
 }
 
 impl Publisher {
     /// Starts a connection: C0+C1 is queued at once.
     ///
-    /// `epoch` (ms) and `random` fill the handshake; the driver supplies them so the state
-    /// machine stays deterministic.
+    /// `epoch` (ms) and `random` fill the handshake (and seed the authentication challenge);
+    /// the driver supplies them so the state machine stays deterministic.
     pub fn new(config: PublishConfig, epoch: u32, random: &[u8]) -> Self {
         let (handshake, c0c1) = ClientHandshake::start(epoch, random);
+        let digest: [u8; 16] = Md5::digest(random).into();
+        let mut nonce = [0; 4];
+        nonce.copy_from_slice(&digest[..4]);
         let mut wire = Wire::default();
         wire.queue_bytes(c0c1);
         Self {
@@ -137,6 +156,8 @@ impl Publisher {
             stream_id: 0,
             events: VecDeque::new(),
             error: Sticky::default(),
+            nonce,
+            reauthenticate: None,
         }
     }
 
@@ -177,8 +198,10 @@ impl Publisher {
 
     fn send_connect(&mut self) {
         let c = &self.config;
+        // librtmp and FFmpeg append the authentication query to both app and tcUrl.
+        let query = c.auth.as_ref().map(ClientAuth::query).unwrap_or_default();
         let mut object = vec![
-            ("app".into(), Value::String(c.app.clone())),
+            ("app".into(), Value::String(format!("{}{query}", c.app))),
             ("type".into(), Value::String("nonprivate".into())),
         ];
         if c.announce_go_away {
@@ -197,7 +220,10 @@ impl Publisher {
                 ),
             ),
             ("swfUrl".into(), Value::String(c.tc_url.clone())),
-            ("tcUrl".into(), Value::String(c.tc_url.clone())),
+            (
+                "tcUrl".into(),
+                Value::String(format!("{}{query}", c.tc_url)),
+            ),
         ]);
         if c.announce_reconnect {
             object.push(("capsEx".into(), Value::Number(CAPS_EX_RECONNECT)));
@@ -227,6 +253,10 @@ impl Publisher {
     }
 
     fn on_command(&mut self, command: Command, stream_id: u32) -> Result<(), ProtocolError> {
+        if self.state == State::Reauthenticating {
+            // This connection is over; whatever else the server says does not matter.
+            return Ok(());
+        }
         let key = Value::String(self.config.stream_key.clone());
         match (command.name.as_str(), self.state) {
             ("_result", State::Connecting) if command.transaction == TXN_CONNECT => {
@@ -247,6 +277,9 @@ impl Publisher {
                 self.send_command(&publish, self.stream_id);
                 self.state = State::StartingPublish;
             }
+            ("_error", State::Connecting) if command.transaction == TXN_CONNECT => {
+                self.on_connect_refused(&command)?;
+            }
             ("_error", State::Connecting | State::CreatingStream | State::StartingPublish)
                 if command.transaction == TXN_CONNECT
                     || command.transaction == TXN_CREATE_STREAM
@@ -258,6 +291,30 @@ impl Publisher {
             _ => log::trace!("ignoring command {} on stream {stream_id}", command.name),
         }
         Ok(())
+    }
+
+    /// A refused `connect`: an authentication step to take on a new connection, or the end.
+    fn on_connect_refused(&mut self, command: &Command) -> Result<(), ProtocolError> {
+        let description = command.info_field("description").unwrap_or_default();
+        let step = auth::after_refusal(
+            self.config.auth.as_ref(),
+            description,
+            &self.config.app,
+            self.nonce,
+        );
+        match step {
+            None => Err(rejected(command, self.state)),
+            Some(Err(error)) => Err(ProtocolError::Auth(error)),
+            Some(Ok(next)) => {
+                log::debug!(
+                    "connect refused with an authentication step (authmod={}); connecting again",
+                    next.method()
+                );
+                self.reauthenticate = Some(next);
+                self.state = State::Reauthenticating;
+                Ok(())
+            }
+        }
     }
 
     fn on_status(&mut self, command: &Command) -> Result<(), ProtocolError> {
@@ -335,7 +392,14 @@ impl Publisher {
             State::StartingPublish => "publish (is the stream key right?)",
             State::Publishing => "streaming",
             State::Finished => "the end of the stream",
+            State::Reauthenticating => "authentication",
         }
+    }
+
+    /// Once the server refused `connect` with an authentication step: the authentication to
+    /// open the next connection with (this one is finished).
+    pub fn reauthenticate(&self) -> Option<&ClientAuth> {
+        self.reauthenticate.as_ref()
     }
 
     /// Whether media may be sent.
@@ -404,6 +468,7 @@ impl super::Transmit for Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::auth::{AuthError, AuthMethod, Credentials, ServerAuth, Verdict};
     use crate::protocol::server::{ServerEvent, ServerSession};
     use crate::protocol::Transmit;
 
@@ -418,11 +483,13 @@ mod tests {
         }};
     }
 
-    /// A publisher and a server session wired back to back, without sockets.
+    /// A publisher and a server session wired back to back, without sockets; the server
+    /// authenticates with `auth` if set.
     struct Pair {
         client: Publisher,
         server: ServerSession,
         server_events: Vec<ServerEvent>,
+        auth: Option<ServerAuth>,
     }
 
     impl Pair {
@@ -431,24 +498,43 @@ mod tests {
                 client: Publisher::new(config, 0, b"c"),
                 server: ServerSession::new(0, b"s"),
                 server_events: Vec::new(),
+                auth: None,
             }
         }
 
-        fn drive(&mut self) {
+        fn on_connect(&mut self, app: &str, query: Option<&str>) {
+            let verdict = self
+                .auth
+                .as_mut()
+                .map(|auth| auth.check(app, query, &[7; 18]));
+            match verdict {
+                Some(Verdict::Refuse { description, .. }) => {
+                    self.server.reject_connect(&description);
+                }
+                None | Some(Verdict::Accept { .. }) => self.server.accept_connect(),
+            }
+        }
+
+        /// Exchanges bytes until both sides are idle or the client fails.
+        fn drive(&mut self) -> Result<(), ProtocolError> {
             loop {
                 let to_server = drain!(self.client);
                 let to_client = drain!(self.server);
                 if to_server.is_empty() && to_client.is_empty() {
-                    return;
+                    return Ok(());
                 }
                 self.server.handle_input(&to_server).unwrap();
                 while let Some(ev) = self.server.poll_event() {
-                    if let ServerEvent::PublishRequested { .. } = ev {
-                        self.server.accept_publish();
+                    match &ev {
+                        ServerEvent::ConnectRequested { app, query, .. } => {
+                            self.on_connect(&app.clone(), query.clone().as_deref());
+                        }
+                        ServerEvent::PublishRequested { .. } => self.server.accept_publish(),
+                        _ => {}
                     }
                     self.server_events.push(ev);
                 }
-                self.client.handle_input(&to_client).unwrap();
+                self.client.handle_input(&to_client)?;
             }
         }
     }
@@ -460,11 +546,11 @@ mod tests {
     #[test]
     fn publishes_and_announces_go_away_support() {
         let mut pair = Pair::new(config());
-        pair.drive();
+        pair.drive().unwrap();
         assert_eq!(pair.client.poll_event(), Some(Event::Connected));
         assert_eq!(pair.client.poll_event(), Some(Event::Publishing));
         assert!(pair.server_events.iter().any(|e| matches!(e,
-            ServerEvent::Connected { app, supports_go_away: true, caps_ex, .. }
+            ServerEvent::ConnectRequested { app, supports_go_away: true, caps_ex, .. }
                 if app == "live" && *caps_ex == 1)));
         assert!(pair.server_events.iter().any(|e| matches!(e,
             ServerEvent::PublishRequested { key, .. } if key == "key?token=1")));
@@ -472,7 +558,7 @@ mod tests {
         pair.client
             .send_tag(&Tag::video(40, Bytes::from_static(&[0x17, 1, 0, 0, 0])))
             .unwrap();
-        pair.drive();
+        pair.drive().unwrap();
         assert!(pair.server_events.iter().any(|e| matches!(e,
             ServerEvent::Media(tag) if tag.timestamp == 40 && tag.is_keyframe())));
     }
@@ -480,12 +566,12 @@ mod tests {
     #[test]
     fn go_away_and_reconnect_request_become_events() {
         let mut pair = Pair::new(config());
-        pair.drive();
+        pair.drive().unwrap();
         while pair.client.poll_event().is_some() {}
         pair.server.send_go_away();
         pair.server
             .send_reconnect_request(Some("rtmp://other/live"), "maintenance");
-        pair.drive();
+        pair.drive().unwrap();
         assert_eq!(pair.client.poll_event(), Some(Event::GoAway));
         assert_eq!(
             pair.client.poll_event(),
@@ -503,10 +589,10 @@ mod tests {
             announce_reconnect: false,
             ..config()
         });
-        pair.drive();
+        pair.drive().unwrap();
         assert!(pair.server_events.iter().any(|e| matches!(
             e,
-            ServerEvent::Connected {
+            ServerEvent::ConnectRequested {
                 supports_go_away: false,
                 caps_ex: 0,
                 ..
@@ -515,7 +601,7 @@ mod tests {
         while pair.client.poll_event().is_some() {}
         pair.server.send_go_away();
         pair.server.send_reconnect_request(None, "x");
-        pair.drive();
+        pair.drive().unwrap();
         assert_eq!(pair.client.poll_event(), None);
     }
 
@@ -529,17 +615,17 @@ mod tests {
                 announce_reconnect: reconnect,
                 ..config()
             });
-            pair.drive();
+            pair.drive().unwrap();
             let expected_caps = u32::from(reconnect);
             assert!(pair.server_events.iter().any(|e| matches!(
                 e,
-                ServerEvent::Connected { supports_go_away, caps_ex, .. }
+                ServerEvent::ConnectRequested { supports_go_away, caps_ex, .. }
                     if *supports_go_away == go_away && *caps_ex == expected_caps
             )));
             while pair.client.poll_event().is_some() {}
             pair.server.send_go_away();
             pair.server.send_reconnect_request(None, "x");
-            pair.drive();
+            pair.drive().unwrap();
             let expected = if go_away {
                 Event::GoAway
             } else {
@@ -562,8 +648,12 @@ mod tests {
             let to_server = drain!(client);
             server.handle_input(&to_server).unwrap();
             while let Some(ev) = server.poll_event() {
-                if let ServerEvent::PublishRequested { .. } = ev {
-                    server.reject_publish("NetStream.Publish.BadName", "Already publishing");
+                match ev {
+                    ServerEvent::ConnectRequested { .. } => server.accept_connect(),
+                    ServerEvent::PublishRequested { .. } => {
+                        server.reject_publish("NetStream.Publish.BadName", "Already publishing");
+                    }
+                    _ => {}
                 }
             }
             let to_client = drain!(server);
@@ -578,6 +668,125 @@ mod tests {
             "server refused publish: NetStream.Publish.BadName (Already publishing)"
         );
         assert_eq!(client.handle_input(&[]), Err(error), "errors are sticky");
+    }
+
+    fn with_credentials(password: &str) -> PublishConfig {
+        PublishConfig {
+            auth: Some(ClientAuth::new(Credentials::new("obs", password))),
+            ..config()
+        }
+    }
+
+    /// The authentication query of the `connect` the server saw last.
+    fn last_connect_query(pair: &Pair) -> Option<String> {
+        pair.server_events.iter().rev().find_map(|e| match e {
+            ServerEvent::ConnectRequested { query, .. } => query.clone(),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn connect_names_the_user_in_app_and_tc_url() {
+        let mut pair = Pair::new(with_credentials("s3cret!"));
+        pair.drive().unwrap();
+        assert!(pair.server_events.iter().any(|e| matches!(e,
+            ServerEvent::ConnectRequested { app, query: Some(query), tc_url: Some(tc_url), .. }
+                if app == "live"
+                    && query == "authmod=adobe&user=obs"
+                    && tc_url == "rtmp://127.0.0.1/live?authmod=adobe&user=obs")));
+        assert!(
+            pair.client.is_publishing(),
+            "a server without authentication accepts"
+        );
+    }
+
+    /// The answer to a challenge, byte for byte: the nonce comes from the handshake
+    /// randomness (`b"c"`: md5 starts 4a8a08f0), the response was computed with Python's
+    /// hashlib and base64 from user obs, salt Xy9zQw, password s3cret!, opaque opq1Zz.
+    #[test]
+    fn a_challenge_becomes_the_exact_answer_for_the_next_connection() {
+        let mut client = Publisher::new(with_credentials("s3cret!"), 0, b"c");
+        let mut server = ServerSession::new(0, b"s");
+        for _ in 0..5 {
+            server.handle_input(&drain!(client)).unwrap();
+            while let Some(event) = server.poll_event() {
+                if let ServerEvent::ConnectRequested { .. } = event {
+                    server.reject_connect("[ AccessManager.Reject ] : [ authmod=adobe ] : ?reason=needauth&user=obs&salt=Xy9zQw&challenge=ch4llg&opaque=opq1Zz");
+                }
+            }
+            client.handle_input(&drain!(server)).unwrap();
+        }
+        assert_eq!(client.stage(), "authentication");
+        assert_eq!(
+            client.reauthenticate().map(ClientAuth::query).as_deref(),
+            Some("?authmod=adobe&user=obs&challenge=4a8a08f0&response=A+7JUuKDzzatmn/5RvJW+A==&opaque=opq1Zz")
+        );
+        assert_eq!(
+            client.send_tag(&Tag::audio(0, Bytes::new())),
+            Err(ProtocolError::NotPublishing)
+        );
+    }
+
+    /// Connections one after the other, as the link makes them, against a server that
+    /// requires authentication; returns the queries the server saw, or the client's error.
+    fn authenticate(method: AuthMethod, password: &str) -> Result<Vec<String>, ProtocolError> {
+        let mut server_auth = ServerAuth::new(method, vec![Credentials::new("obs", "s3cret!")]);
+        let mut config = with_credentials(password);
+        let mut queries = Vec::new();
+        for _ in 0..4 {
+            let mut pair = Pair::new(config.clone());
+            pair.auth = Some(server_auth);
+            let result = pair.drive();
+            queries.extend(last_connect_query(&pair));
+            result?;
+            if pair.client.is_publishing() {
+                return Ok(queries);
+            }
+            server_auth = pair.auth.take().unwrap();
+            config.auth = pair.client.reauthenticate().cloned();
+        }
+        panic!("no outcome after four connections: {queries:?}");
+    }
+
+    #[test]
+    fn authenticates_over_successive_connections() {
+        let queries = authenticate(AuthMethod::Adobe, "s3cret!").unwrap();
+        assert_eq!(queries.len(), 2, "{queries:?}");
+        assert_eq!(queries[0], "authmod=adobe&user=obs");
+        assert!(
+            queries[1].starts_with("authmod=adobe&user=obs&challenge=4a8a08f0&response="),
+            "{queries:?}"
+        );
+        let queries = authenticate(AuthMethod::Llnw, "s3cret!").unwrap();
+        assert_eq!(
+            queries.len(),
+            3,
+            "adobe, then llnw as asked, then the answer"
+        );
+        assert_eq!(queries[1], "authmod=llnw&user=obs");
+    }
+
+    #[test]
+    fn a_wrong_password_is_a_clear_error() {
+        let error = authenticate(AuthMethod::Adobe, "guess").unwrap_err();
+        assert_eq!(
+            error,
+            ProtocolError::Auth(AuthError::WrongPassword("obs".into()))
+        );
+        assert_eq!(
+            error.to_string(),
+            "authentication failed: wrong password for user \"obs\""
+        );
+    }
+
+    #[test]
+    fn missing_credentials_are_named_when_the_server_requires_them() {
+        let mut pair = Pair::new(config());
+        pair.auth = Some(ServerAuth::new(AuthMethod::Adobe, vec![]));
+        assert_eq!(
+            pair.drive().unwrap_err().to_string(),
+            "the server requires a username and password (authmod=adobe)"
+        );
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //!
 //! Same shape as [`super::publisher::Publisher`]: bytes in through
 //! [`ServerSession::handle_input`], decisions through commands
-//! ([`ServerSession::accept_publish`], [`ServerSession::send_go_away`], ...), bytes out
-//! through [`Transmit`](super::Transmit), happenings through [`ServerSession::poll_event`].
-//! Which publisher may take a stream key is policy, so it is left to the caller.
+//! ([`ServerSession::accept_connect`], [`ServerSession::accept_publish`],
+//! [`ServerSession::send_go_away`], ...), bytes out through [`Transmit`](super::Transmit),
+//! happenings through [`ServerSession::poll_event`]. Who may connect (authentication) and
+//! which publisher may take a stream key are policy, so they are left to the caller.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -26,11 +27,14 @@ const SET_DATA_FRAME: &[u8] = b"\x02\x00\x0d@setDataFrame";
 /// What a publisher did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEvent {
-    /// `connect` arrived (and was accepted).
-    Connected {
-        /// Application name.
+    /// `connect` arrived: answer with accept_connect or reject_connect.
+    ConnectRequested {
+        /// Application name, without the query.
         app: String,
-        /// The tcUrl the client used, if it sent one.
+        /// The query after the application name (`authmod=adobe&user=...`), without `?`;
+        /// from tcUrl if the application name has none.
+        query: Option<String>,
+        /// The tcUrl the client used, if it sent one (query included).
         tc_url: Option<String>,
         /// Whether it announced Go Away support (`supportsGoAway: true`).
         supports_go_away: bool,
@@ -53,6 +57,11 @@ pub enum ServerEvent {
 pub struct ServerSession {
     handshake: ServerHandshake,
     wire: Wire,
+    /// Transaction id of the `connect` awaiting an answer.
+    pending_connect: Option<f64>,
+    /// Whether `connect` was accepted: until then every other command is ignored, so a
+    /// client cannot publish past a refused (unauthenticated) `connect`.
+    connected: bool,
     publishing: bool,
     events: VecDeque<ServerEvent>,
     error: Sticky,
@@ -64,6 +73,8 @@ impl ServerSession {
         Self {
             handshake: ServerHandshake::new(epoch, random),
             wire: Wire::default(),
+            pending_connect: None,
+            connected: false,
             publishing: false,
             events: VecDeque::new(),
             error: Sticky::default(),
@@ -120,46 +131,35 @@ impl ServerSession {
 
     fn on_command(&mut self, command: Command) {
         let txn = command.transaction;
+        if !self.connected && command.name != "connect" {
+            log::trace!(
+                "ingest ignoring {} before connect was accepted",
+                command.name
+            );
+            return;
+        }
         match command.name.as_str() {
             "connect" => {
-                let field = |name| command.object.get(name);
-                self.events.push_back(ServerEvent::Connected {
-                    app: field("app")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    tc_url: field("tcUrl").and_then(Value::as_str).map(str::to_owned),
-                    supports_go_away: field("supportsGoAway") == Some(&Value::Boolean(true)),
-                    caps_ex: field("capsEx")
+                let field = |name| command.object.get(name).and_then(Value::as_str);
+                let tc_url = field("tcUrl").map(str::to_owned);
+                let (app, app_query) = split_query(field("app").unwrap_or_default());
+                let query = app_query
+                    .or_else(|| tc_url.as_deref().and_then(|url| split_query(url).1))
+                    .map(str::to_owned);
+                self.pending_connect = Some(txn);
+                self.events.push_back(ServerEvent::ConnectRequested {
+                    app: app.to_owned(),
+                    query,
+                    tc_url,
+                    supports_go_away: command.object.get("supportsGoAway")
+                        == Some(&Value::Boolean(true)),
+                    caps_ex: command
+                        .object
+                        .get("capsEx")
                         .and_then(Value::as_number)
                         .filter(|n| (0.0..=f64::from(u32::MAX)).contains(n))
                         .unwrap_or(0.0) as u32,
                 });
-                self.wire.queue_control(&Message::WindowAckSize(2_500_000));
-                self.wire.queue_control(&Message::SetPeerBandwidth {
-                    size: 2_500_000,
-                    limit: 2,
-                });
-                self.wire.set_chunk_size(4096);
-                let properties = Value::Object(vec![
-                    ("fmsVer".into(), Value::String("FMS/3,0,1,123".into())),
-                    ("capabilities".into(), Value::Number(31.0)),
-                ]);
-                let info = status(
-                    "status",
-                    "NetConnection.Connect.Success",
-                    "Connection succeeded.",
-                    vec![("objectEncoding".into(), Value::Number(0.0))],
-                );
-                self.send(
-                    Command {
-                        name: "_result".into(),
-                        transaction: txn,
-                        object: properties,
-                        args: vec![info],
-                    },
-                    0,
-                );
             }
             "createStream" => self.send(
                 Command::new("_result", txn, vec![Value::Number(f64::from(STREAM_ID))]),
@@ -206,6 +206,55 @@ impl ServerSession {
     ) {
         let info = status(level, code, description, extra);
         self.send(Command::new("onStatus", 0.0, vec![info]), STREAM_ID);
+    }
+
+    /// Accepts the requested `connect` (NetConnection.Connect.Success).
+    pub fn accept_connect(&mut self) {
+        let Some(txn) = self.pending_connect.take() else {
+            return;
+        };
+        self.connected = true;
+        self.wire.queue_control(&Message::WindowAckSize(2_500_000));
+        self.wire.queue_control(&Message::SetPeerBandwidth {
+            size: 2_500_000,
+            limit: 2,
+        });
+        self.wire.set_chunk_size(4096);
+        let properties = Value::Object(vec![
+            ("fmsVer".into(), Value::String("FMS/3,0,1,123".into())),
+            ("capabilities".into(), Value::Number(31.0)),
+        ]);
+        let info = status(
+            "status",
+            "NetConnection.Connect.Success",
+            "Connection succeeded.",
+            vec![("objectEncoding".into(), Value::Number(0.0))],
+        );
+        self.send(
+            Command {
+                name: "_result".into(),
+                transaction: txn,
+                object: properties,
+                args: vec![info],
+            },
+            0,
+        );
+    }
+
+    /// Refuses the requested `connect` with `_error` NetConnection.Connect.Rejected and
+    /// `description` (close the connection after it). Authentication challenges travel in
+    /// the description, as Adobe Media Server sends them.
+    pub fn reject_connect(&mut self, description: &str) {
+        let Some(txn) = self.pending_connect.take() else {
+            return;
+        };
+        let info = status(
+            "error",
+            "NetConnection.Connect.Rejected",
+            description,
+            vec![],
+        );
+        self.send(Command::new("_error", txn, vec![info]), 0);
     }
 
     /// Lets the requested publish start.
@@ -260,6 +309,14 @@ impl ServerSession {
     }
 }
 
+/// `app?query` split at the first `?`.
+fn split_query(text: &str) -> (&str, Option<&str>) {
+    match text.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (text, None),
+    }
+}
+
 fn status(level: &str, code: &str, description: &str, extra: Vec<(String, Value)>) -> Value {
     let mut props = vec![
         ("level".into(), Value::String(level.into())),
@@ -289,13 +346,50 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// C0, C1 and C2 at once: the server needs nothing more from a handshake.
+    fn hello() -> Vec<u8> {
+        let mut hello = vec![3u8];
+        hello.extend_from_slice(&[0u8; 2 * 1536]);
+        hello
+    }
+
+    #[test]
+    fn nothing_but_connect_counts_before_connect_is_accepted() {
+        // A client that does not wait for the verdict: its publish must not get through
+        // a refused (unauthenticated) connect.
+        let mut session = ServerSession::new(0, b"s");
+        let mut eager = Wire::default();
+        for command in [
+            Command::new("connect", 1.0, vec![]),
+            Command::new("createStream", 4.0, vec![]),
+            Command::new("publish", 5.0, vec![Value::String("key".into())]),
+        ] {
+            let (type_id, payload) = Message::Command(command).encode();
+            eager.queue(&RawMessage {
+                csid: CSID_COMMAND,
+                timestamp: 0,
+                type_id,
+                stream_id: 0,
+                payload,
+            });
+        }
+        let mut input = hello();
+        input.extend_from_slice(&eager.take_all());
+        session.handle_input(&input).unwrap();
+        let event = session.poll_event();
+        assert!(
+            matches!(event, Some(ServerEvent::ConnectRequested { .. })),
+            "{event:?}"
+        );
+        session.reject_connect("no");
+        assert_eq!(session.poll_event(), None);
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_after_handshake_never_panic(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let mut session = ServerSession::new(0, b"s");
-            let mut hello = vec![3u8];
-            hello.extend_from_slice(&[0u8; 2 * 1536]);
-            session.handle_input(&hello).unwrap();
+            session.handle_input(&hello()).unwrap();
             let _ = session.handle_input(&body);
         }
     }

@@ -760,6 +760,14 @@ impl<I: TagInput> Runner<I> {
                     m.break_before_make = true;
                 }
             }
+            (Err(error), Purpose::Standby) if !error.is_retryable() => {
+                // A wrong password or certificate at the target stays wrong: keep streaming
+                // here rather than retry until the old server goes down.
+                log::warn!(
+                    "could not open the new connection: {error}; staying on the current connection"
+                );
+                self.migration = None;
+            }
             (Err(error), Purpose::Standby) => {
                 log::warn!("could not open the new connection: {error}");
                 if self.attempts >= self.config.reconnect.max_retries {

@@ -21,6 +21,7 @@ use super::stream::{dial, LocalEnd, Stream};
 use super::url::RtmpUrl;
 use super::LinkError;
 use crate::media::Tag;
+use crate::protocol::auth::ClientAuth;
 use crate::protocol::{Event, PublishConfig, Publisher, Transmit};
 
 /// How long a finished link waits for the server to close after our FIN.
@@ -125,51 +126,82 @@ pub struct Established {
 }
 
 /// Connects to `url` and publishes its key; returns once the server said Publish.Start.
+///
+/// With credentials in `url`, every refusal that asks for an authentication step is
+/// answered on a new connection, as the scheme requires; the whole exchange counts against
+/// the connect timeout.
 pub async fn establish(url: &RtmpUrl, options: &LinkOptions) -> Result<Established, LinkError> {
     let started = Instant::now();
     let work = async {
-        let mut stream = dial(
-            url,
-            options.tls.as_ref(),
-            options.write_timeout,
-            options.local,
-        )
-        .await?;
-        let mut config = PublishConfig::new(&url.app, &url.tc_url(), url.key());
-        config.announce_go_away = options.announce_go_away;
-        config.announce_reconnect = options.announce_reconnect;
-        config.fourcc_list.clone_from(&options.fourcc_list);
-        let (epoch, random) = handshake_seed();
-        let mut publisher = Publisher::new(config, epoch, &random);
-        let mut early_events = Vec::new();
-        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut auth = url.credentials().cloned().map(ClientAuth::new);
         loop {
-            flush_all(&mut stream, &mut publisher).await?;
-            if publisher.is_publishing() {
-                break;
-            }
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Err(LinkError::ClosedDuring(publisher.stage()));
-            }
-            publisher.handle_input(&buf)?;
-            buf.clear();
-            while let Some(event) = publisher.poll_event() {
-                if matches!(event, Event::GoAway | Event::ReconnectRequest { .. }) {
-                    early_events.push(event);
-                }
+            match attempt(url, options, auth, started).await? {
+                Attempt::Publishing(established) => return Ok(*established),
+                Attempt::Reauthenticate(next) => auth = Some(next),
             }
         }
-        Ok(Established {
-            stream,
-            publisher,
-            url: url.clone(),
-            early_events,
-            connect_time: started.elapsed(),
-        })
     };
     timeout(options.connect_timeout, work)
         .await
         .map_err(|_| LinkError::Timeout(options.connect_timeout))?
+}
+
+/// How one connection of [`establish`] ended.
+enum Attempt {
+    Publishing(Box<Established>),
+    /// The server refused `connect` with an authentication step: connect again with this.
+    Reauthenticate(ClientAuth),
+}
+
+/// One connection: dial, handshake, connect, publish (`started`: when [`establish`] began).
+async fn attempt(
+    url: &RtmpUrl,
+    options: &LinkOptions,
+    auth: Option<ClientAuth>,
+    started: Instant,
+) -> Result<Attempt, LinkError> {
+    let mut stream = dial(
+        url,
+        options.tls.as_ref(),
+        options.write_timeout,
+        options.local,
+    )
+    .await?;
+    let mut config = PublishConfig::new(&url.app, &url.tc_url(), url.key());
+    config.announce_go_away = options.announce_go_away;
+    config.announce_reconnect = options.announce_reconnect;
+    config.fourcc_list.clone_from(&options.fourcc_list);
+    config.auth = auth;
+    let (epoch, random) = handshake_seed();
+    let mut publisher = Publisher::new(config, epoch, &random);
+    let mut early_events = Vec::new();
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        // Before writing: a server that refused `connect` may have closed already.
+        if let Some(next) = publisher.reauthenticate() {
+            return Ok(Attempt::Reauthenticate(next.clone()));
+        }
+        flush_all(&mut stream, &mut publisher).await?;
+        if publisher.is_publishing() {
+            return Ok(Attempt::Publishing(Box::new(Established {
+                stream,
+                publisher,
+                url: url.clone(),
+                early_events,
+                connect_time: started.elapsed(),
+            })));
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(LinkError::ClosedDuring(publisher.stage()));
+        }
+        publisher.handle_input(&buf)?;
+        buf.clear();
+        while let Some(event) = publisher.poll_event() {
+            if matches!(event, Event::GoAway | Event::ReconnectRequest { .. }) {
+                early_events.push(event);
+            }
+        }
+    }
 }
 
 /// A live publishing connection running on its own task.

@@ -68,11 +68,12 @@ impl LinkError {
         matches!(self, Self::Protocol(error) if error.is_key_in_use())
     }
 
-    /// Whether retrying later can help (a refused key or bad certificate will not change).
+    /// Whether retrying later can help (a refused key, bad certificate or wrong password
+    /// will not change).
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Protocol(ProtocolError::Rejected { .. }) => self.is_key_in_use(),
-            Self::Tls(_) => false,
+            Self::Protocol(ProtocolError::Auth(_)) | Self::Tls(_) => false,
             _ => true,
         }
     }

@@ -1,11 +1,15 @@
-//! RTMP URLs: `rtmp[s]://host[:port]/app[/instance]/key[?query]`.
+//! RTMP URLs: `rtmp[s]://[user:password@]host[:port]/app[/instance]/key[?query]`.
 //!
-//! The stream key is a secret: [`RtmpUrl`]'s `Display` and `Debug` never show it.
+//! The stream key and the password are secrets: [`RtmpUrl`]'s `Display` and `Debug` never
+//! show them.
 
 use std::fmt;
 
+use percent_encoding::percent_decode_str;
 use thiserror::Error;
 use url::Url;
+
+use crate::protocol::auth::Credentials;
 
 /// Plain TCP or TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +74,13 @@ pub struct RtmpUrl {
     pub app: String,
     /// Stream key including any query string.
     key: String,
+    /// Username and password for servers that require authentication.
+    credentials: Option<Credentials>,
 }
 
 impl RtmpUrl {
-    /// Parses a full URL whose last path segment (plus query) is the stream key.
+    /// Parses a full URL whose last path segment (plus query) is the stream key; a
+    /// percent-encoded `user:password@` gives the credentials.
     pub fn parse(input: &str) -> Result<Self, UrlError> {
         let url = parse_url(input)?;
         let path = url.path().trim_start_matches('/');
@@ -90,8 +97,8 @@ impl RtmpUrl {
         Self::from_parts(&url, app, key)
     }
 
-    /// Combines a server URL (`rtmp://host/app`) and a separate stream key, as OBS's
-    /// service settings hold them.
+    /// Combines a server URL (`rtmp://host/app`, credentials as in [`RtmpUrl::parse`]) and a
+    /// separate stream key, as OBS's service settings hold them.
     pub fn with_key(server: &str, key: &str) -> Result<Self, UrlError> {
         let url = parse_url(server)?;
         let app = url.path().trim_matches('/');
@@ -118,6 +125,13 @@ impl RtmpUrl {
         if key.is_empty() || key.starts_with('?') {
             return Err(UrlError::MissingKey);
         }
+        let credentials = match (url.username(), url.password()) {
+            ("", None) => None,
+            (user, password) => Some(Credentials::new(
+                decode(user)?,
+                decode(password.unwrap_or_default())?,
+            )),
+        };
         Ok(Self {
             scheme,
             host,
@@ -125,12 +139,27 @@ impl RtmpUrl {
             explicit_port: url.port().is_some(),
             app: app.to_owned(),
             key,
+            credentials,
         })
     }
 
     /// The stream key (a secret: never log it).
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The username and password to authenticate with, if any.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
+    /// This URL with `credentials` instead of its own.
+    #[must_use]
+    pub fn with_credentials(self, credentials: Option<Credentials>) -> Self {
+        Self {
+            credentials,
+            ..self
+        }
     }
 
     /// `scheme://host[:port]/app`, what `connect` carries as tcUrl.
@@ -153,17 +182,33 @@ impl RtmpUrl {
 
     /// Resolves an Enhanced RTMP reconnect `tcUrl` (absolute, `//host/app` or `/app`)
     /// against this URL; the stream key stays the same.
+    ///
+    /// The credentials stay the same too, even on another host (any user info in the
+    /// reference is ignored). They follow the stream key, which the target gets anyway: the
+    /// server that redirects is the one the stream was entrusted to, and an ingest cluster
+    /// that requires authentication needs it on every member. The password itself never
+    /// crosses the wire (only a salted hash answer), and moving rtmps to plain rtmp is
+    /// refused.
     pub fn resolve_reconnect(&self, reference: &str) -> Result<Self, UrlError> {
         let base = parse_url(&self.tc_url())?;
         let target = base
             .join(reference)
             .map_err(|e| UrlError::Syntax(e.to_string()))?;
-        let resolved = Self::with_key(target.as_str(), &self.key)?;
+        let resolved =
+            Self::with_key(target.as_str(), &self.key)?.with_credentials(self.credentials.clone());
         if self.scheme == Scheme::Rtmps && resolved.scheme == Scheme::Rtmp {
             return Err(UrlError::Downgrade);
         }
         Ok(resolved)
     }
+}
+
+/// Percent-decodes URL user info.
+fn decode(text: &str) -> Result<String, UrlError> {
+    percent_decode_str(text)
+        .decode_utf8()
+        .map(String::from)
+        .map_err(|_| UrlError::Syntax("the user name or password is not valid UTF-8".into()))
 }
 
 fn parse_url(input: &str) -> Result<Url, UrlError> {
@@ -272,6 +317,41 @@ mod tests {
             "{shown}"
         );
         assert_eq!(url.to_string(), "rtmp://h/app/<key>");
+    }
+
+    #[test]
+    fn user_info_gives_the_credentials_and_is_never_shown() {
+        let url = RtmpUrl::parse("rtmp://obs:s3cret%21%40%3A@h:1936/live/k").unwrap();
+        let credentials = url.credentials().unwrap();
+        assert_eq!(
+            (credentials.username.as_str(), credentials.password()),
+            ("obs", "s3cret!@:")
+        );
+        assert_eq!(url.tc_url(), "rtmp://h:1936/live");
+        let shown = format!("{url} {url:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("obs"),
+            "{shown}"
+        );
+        let user_only = RtmpUrl::with_key("rtmp://obs@h/live", "k").unwrap();
+        assert_eq!(user_only.credentials().unwrap().password(), "");
+        assert_eq!(
+            RtmpUrl::parse("rtmp://h/live/k").unwrap().credentials(),
+            None
+        );
+    }
+
+    #[test]
+    fn credentials_follow_every_redirect() {
+        let url = RtmpUrl::parse("rtmp://obs:pw@a.example/live/k").unwrap();
+        for reference in [
+            "/live2",
+            "//b.example/live",
+            "rtmp://eve:other@c.example/app",
+        ] {
+            let target = url.resolve_reconnect(reference).unwrap();
+            assert_eq!(target.credentials(), url.credentials(), "{reference}");
+        }
     }
 
     #[test]

@@ -35,8 +35,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use obs_goaway::ingest::{Ingest, IngestConfig, SignalKind, StreamStats};
+use obs_goaway::ingest::{AuthConfig, Ingest, IngestConfig, SignalKind, StreamStats};
 use obs_goaway::media::{Tag, TagKind};
+use obs_goaway::protocol::auth::{AuthMethod, Credentials};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -662,6 +663,34 @@ impl ProfileBuilder {
 /// `service.json` for OBS's "Custom..." service.
 pub fn rtmp_custom(server: &str, key: &str) -> Value {
     json!({"type": "rtmp_custom", "settings": {"server": server, "key": key}})
+}
+
+/// The user of the authentication tests.
+pub const AUTH_USER: &str = "obs";
+/// Its password, looked for in OBS's log.
+pub const AUTH_PASSWORD: &str = "s3cret-4712";
+
+/// `service` (a `service.json` value) with "Use authentication" on, as [`AUTH_USER`] with
+/// `password`.
+pub fn with_auth(mut service: Value, password: &str) -> Value {
+    let settings = &mut service["settings"];
+    settings["use_auth"] = json!(true);
+    settings["username"] = json!(AUTH_USER);
+    settings["password"] = json!(password);
+    service
+}
+
+/// A reference ingest on a free loopback port, recording into `dir`, that accepts only
+/// publishers authenticating (adobe) as [`AUTH_USER`] with [`AUTH_PASSWORD`].
+pub fn authenticating_ingest(runtime: &tokio::runtime::Runtime, dir: &Path) -> Ingest {
+    let mut config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.into());
+    config.auth = Some(AuthConfig {
+        method: AuthMethod::Adobe,
+        users: vec![Credentials::new(AUTH_USER, AUTH_PASSWORD)],
+    });
+    runtime
+        .block_on(Ingest::start(config))
+        .expect("starting an authenticating ingest")
 }
 
 /// A written OBS configuration: a temporary HOME, removed on drop.
