@@ -1,5 +1,6 @@
 //! The live output the OBS plugin drives, fed like OBS's encoders feed it, on loopback
-//! against the reference ingest: congestion drops video as OBS does and recovers.
+//! against the reference ingest: congestion drops video as OBS does and recovers, or, with
+//! dynamic bitrate, lowers the bitrate asked of the encoder and raises it back.
 
 mod common;
 
@@ -10,65 +11,19 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::throttled_relay;
 use obs_goaway::ingest::{Ingest, IngestConfig};
 use obs_goaway::live::{
     AudioSetup, EncodedPacket, LiveOutput, MediaKind, Observer, Outcome, StreamSetup, VideoSetup,
 };
 use obs_goaway::media::{Tag, TagKind, VideoCodec};
-use obs_goaway::session::{DropThresholds, SessionConfig, SessionEvent};
+use obs_goaway::session::{DropThresholds, DynamicBitrate, SessionConfig, SessionEvent};
 use obs_goaway::transport::RtmpUrl;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SPS_PPS: &[u8] = &[
     0, 0, 0, 1, 0x67, 0x4d, 0x40, 0x1e, 0xe8, 0x80, 0, 0, 0, 1, 0x68, 0xeb, 0xef, 0x20,
 ];
 const FRAME_BYTES: usize = 4000;
-
-/// A relay to the ingest whose client-to-server direction can be slowed to `rate` bytes
-/// per second (0: full speed), with buffers small enough for a slow reader to show.
-async fn throttled_relay(upstream: SocketAddr, rate: Arc<AtomicU64>) -> SocketAddr {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(64 * 1024).unwrap();
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-    let listener = socket.listen(8).unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let rate = Arc::clone(&rate);
-            tokio::spawn(async move {
-                let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
-                let (mut cr, mut cw) = client.into_split();
-                let (mut sr, mut sw) = server.into_split();
-                let up = async move {
-                    let mut buf = vec![0u8; 4096];
-                    loop {
-                        let limit = rate.load(Ordering::Relaxed) as usize;
-                        let want = if limit == 0 {
-                            buf.len()
-                        } else {
-                            (limit / 20).clamp(1, buf.len())
-                        };
-                        let n = match cr.read(&mut buf[..want]).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        if sw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                        if limit != 0 {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                };
-                tokio::select! {
-                    () = up => {}
-                    _ = tokio::io::copy(&mut sr, &mut cw) => {}
-                }
-            });
-        }
-    });
-    addr
-}
 
 fn setup() -> StreamSetup {
     StreamSetup {
@@ -106,8 +61,9 @@ fn frame_type(index: u32) -> Frame {
     }
 }
 
-/// Encoded video frame `index` (Annex-B, NAL ref idc by type, the index in the payload).
-fn video_packet(index: u32, start: Instant) -> EncodedPacket {
+/// Encoded video frame `index` (Annex-B, NAL ref idc by type, the index in the payload),
+/// `size` bytes long.
+fn video_packet(index: u32, start: Instant, size: usize) -> EncodedPacket {
     let kind = frame_type(index);
     let header = match kind {
         Frame::I => 0x65,
@@ -116,7 +72,7 @@ fn video_packet(index: u32, start: Instant) -> EncodedPacket {
     };
     let mut data = vec![0, 0, 0, 1, header];
     data.extend_from_slice(&video_index_bytes(index));
-    data.resize(FRAME_BYTES, 0xab);
+    data.resize(size, 0xab);
     let ms = i64::from(index) * 1000 / 30;
     EncodedPacket {
         kind: MediaKind::Video,
@@ -181,103 +137,153 @@ fn frame_index(tag: &Tag) -> Option<u32> {
     }
 }
 
+/// A live output publishing through a throttled relay to a reference ingest.
+struct Rig {
+    runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+    ingest: Ingest,
+    rate: Arc<AtomicU64>,
+    output: LiveOutput,
+    events: mpsc::Receiver<String>,
+}
+
+impl Rig {
+    /// Starts publishing `key` with `config` (its URL is filled in) and waits until it
+    /// publishes.
+    fn start(key: &str, mut config: SessionConfig) -> Self {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let rate = Arc::new(AtomicU64::new(0));
+        let (ingest, relay) = runtime.block_on(async {
+            let config =
+                IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+            let ingest = Ingest::start(config).await.unwrap();
+            let relay = throttled_relay(ingest.local_addrs()[0], Arc::clone(&rate), None).await;
+            (ingest, relay)
+        });
+        let output = LiveOutput::new("live-test").unwrap();
+        config.url = RtmpUrl::parse(&format!("rtmp://{relay}/live/{key}")).unwrap();
+        config.link.local.send_buffer = Some(32 * 1024);
+        let (events_tx, events) = mpsc::channel();
+        output.start(config, setup(), Events(events_tx)).unwrap();
+        assert_eq!(
+            events.recv_timeout(Duration::from_secs(10)).unwrap(),
+            "publishing"
+        );
+        Self {
+            runtime,
+            _dir: dir,
+            ingest,
+            rate,
+            output,
+            events,
+        }
+    }
+
+    /// Feeds 30 fps video and audio in real time for `length`: the relay forwards
+    /// `throttle(elapsed)` bytes per second (0: full speed), each video frame is
+    /// `frame_bytes()` long, and `watch` runs every 5 ms. Returns the video and audio
+    /// packets fed, and when feeding started.
+    fn feed(
+        &self,
+        length: Duration,
+        throttle: impl Fn(Duration) -> u64,
+        frame_bytes: impl Fn() -> usize,
+        mut watch: impl FnMut(),
+    ) -> (u32, u32, Instant) {
+        let start = Instant::now();
+        let (mut video, mut audio) = (0u32, 0u32);
+        let refused = AtomicBool::new(false);
+        let sender = self.output.sender();
+        while start.elapsed() < length {
+            let t = start.elapsed();
+            self.rate.store(throttle(t), Ordering::Relaxed);
+            while u128::from(video) * 1000 / 30 <= t.as_millis() {
+                let packet = video_packet(video, start, frame_bytes());
+                refused.fetch_or(sender.try_send(packet).is_err(), Ordering::Relaxed);
+                video += 1;
+            }
+            while u128::from(audio) * 1024 * 1000 / 48000 <= t.as_millis() {
+                let packet = audio_packet(audio, start);
+                refused.fetch_or(sender.try_send(packet).is_err(), Ordering::Relaxed);
+                audio += 1;
+            }
+            watch();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            !refused.load(Ordering::Relaxed),
+            "the channel refused packets"
+        );
+        (video, audio, start)
+    }
+
+    /// Stops at the current time and waits for the end; returns the session's events and
+    /// the tags the ingest recorded.
+    fn finish(self, start: Instant, key: &str) -> (Vec<String>, Vec<Tag>) {
+        self.output.stop(Some(start.elapsed().as_micros() as i64));
+        let mut log = Vec::new();
+        let ended = loop {
+            let event = self
+                .events
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the output never ended");
+            if event.starts_with("ended") {
+                break event;
+            }
+            log.push(event);
+        };
+        assert!(ended.starts_with("ended: Stopped"), "{ended}");
+        std::thread::sleep(Duration::from_millis(300));
+        let stats = self.ingest.stats().remove(key).expect("nothing recorded");
+        drop(self.ingest);
+        drop(self.runtime);
+        println!("{stats:?}");
+        (log, common::read_flv(&stats.path))
+    }
+}
+
+/// The frame indexes of one kind the ingest recorded.
+fn received(tags: &[Tag], kind: TagKind) -> BTreeSet<u32> {
+    tags.iter()
+        .filter(|t| t.kind == kind)
+        .filter_map(frame_index)
+        .collect()
+}
+
 #[test]
 fn a_slow_reader_makes_video_drop_like_obs_and_recovers() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let rate = Arc::new(AtomicU64::new(0));
-    let (ingest, relay) = runtime.block_on(async {
-        let config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
-        let ingest = Ingest::start(config).await.unwrap();
-        let relay = throttled_relay(ingest.local_addrs()[0], Arc::clone(&rate)).await;
-        (ingest, relay)
-    });
-    let output = LiveOutput::new("live-test").unwrap();
-    let mut config =
-        SessionConfig::new(RtmpUrl::parse(&format!("rtmp://{relay}/live/slow")).unwrap());
+    let mut config = SessionConfig::new(RtmpUrl::parse("rtmp://127.0.0.1/live/slow").unwrap());
     config.congestion = Some(DropThresholds::default());
-    config.link.local.send_buffer = Some(32 * 1024);
-    let (events_tx, events) = mpsc::channel();
-    output.start(config, setup(), Events(events_tx)).unwrap();
-    assert_eq!(
-        events.recv_timeout(Duration::from_secs(10)).unwrap(),
-        "publishing"
-    );
-
+    let rig = Rig::start("slow", config);
     // 16 s of live media: full speed, then 7 s at 24 kB/s (a fifth of the bitrate), then
     // full speed again.
-    let start = Instant::now();
-    let (mut video, mut audio) = (0u32, 0u32);
     let mut congestion_seen: f32 = 0.0;
-    let refused = AtomicBool::new(false);
-    while start.elapsed() < Duration::from_secs(16) {
-        let t = start.elapsed();
-        rate.store(
+    let (sent_video, audio, start) = rig.feed(
+        Duration::from_secs(16),
+        |t| {
             if (3..10).contains(&t.as_secs()) {
                 24_000
             } else {
                 0
-            },
-            Ordering::Relaxed,
-        );
-        while u128::from(video) * 1000 / 30 <= t.as_millis() {
-            refused.fetch_or(
-                output
-                    .sender()
-                    .try_send(video_packet(video, start))
-                    .is_err(),
-                Ordering::Relaxed,
-            );
-            video += 1;
-        }
-        while u128::from(audio) * 1024 * 1000 / 48000 <= t.as_millis() {
-            refused.fetch_or(
-                output
-                    .sender()
-                    .try_send(audio_packet(audio, start))
-                    .is_err(),
-                Ordering::Relaxed,
-            );
-            audio += 1;
-        }
-        if let Some(handle) = output.handle() {
-            congestion_seen = congestion_seen.max(handle.congestion());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let handle = output.handle().unwrap();
-    let congestion_after = handle.congestion();
-    output.stop(Some(start.elapsed().as_micros() as i64));
-    let mut log = Vec::new();
-    let ended = loop {
-        let event = events
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the output never ended");
-        if event.starts_with("ended") {
-            break event;
-        }
-        log.push(event);
-    };
-    assert!(ended.starts_with("ended: Stopped"), "{ended}");
-    println!("events: {log:?}");
-    assert!(
-        !refused.load(Ordering::Relaxed),
-        "the channel refused packets"
+            }
+        },
+        || FRAME_BYTES,
+        || {
+            if let Some(handle) = rig.output.handle() {
+                congestion_seen = congestion_seen.max(handle.congestion());
+            }
+        },
     );
-    std::thread::sleep(Duration::from_millis(300));
-    let stats = ingest.stats().remove("slow").expect("nothing recorded");
-    drop(ingest);
-    println!("{stats:?}");
-    let tags = common::read_flv(&stats.path);
+    let handle = rig.output.handle().unwrap();
+    let congestion_after = handle.congestion();
+    let (log, tags) = rig.finish(start, "slow");
+    println!("events: {log:?}");
 
-    let got = |kind| -> BTreeSet<u32> {
-        tags.iter()
-            .filter(|t| t.kind == kind)
-            .filter_map(frame_index)
-            .collect()
-    };
-    let (got_video, got_audio) = (got(TagKind::Video), got(TagKind::Audio));
-    let sent_video = video;
+    let (got_video, got_audio) = (
+        received(&tags, TagKind::Video),
+        received(&tags, TagKind::Audio),
+    );
     let dropped = handle.dropped_frames();
     println!(
         "video sent {sent_video}, received {}, dropped {dropped}; audio sent {audio}, received {}; \
@@ -328,5 +334,90 @@ fn a_slow_reader_makes_video_drop_like_obs_and_recovers() {
     assert!(
         congestion_after < 0.5,
         "congestion did not recover: {congestion_after}"
+    );
+}
+
+/// Dynamic bitrate: the same kind of slow reader lowers the bitrate the session asks of the
+/// encoder (which this producer honours, as OBS's encoders do) instead of dropping frames,
+/// and once the link is fast again the bitrate climbs back to the original in steps.
+#[test]
+fn a_slow_reader_lowers_the_requested_bitrate_and_it_recovers() {
+    const ORIGINAL_KBPS: u32 = 2000;
+    const AUDIO_KBPS: u32 = 75; // 200-byte AAC frames at 48 kHz
+    let mut config = SessionConfig::new(RtmpUrl::parse("rtmp://127.0.0.1/live/dbr").unwrap());
+    config.congestion = Some(DropThresholds::default());
+    // OBS waits 4 s between raises; a shorter wait keeps the recovery within the test.
+    config.dynamic_bitrate = Some(DynamicBitrate {
+        raise_interval: Duration::from_millis(500),
+        ..DynamicBitrate::new(ORIGINAL_KBPS, AUDIO_KBPS)
+    });
+    let rig = Rig::start("dbr", config);
+    let handle = rig.output.handle().unwrap();
+    assert_eq!(handle.video_bitrate_kbps(), ORIGINAL_KBPS);
+    // 16 s: full speed, then 8 s at 80 kB/s (640 kb/s with the audio; the first seconds
+    // fill the socket buffers), then full speed.
+    let throttled = 2..10;
+    let mut lowest = ORIGINAL_KBPS;
+    let mut lowest_at = Duration::ZERO;
+    let feeding = Instant::now();
+    let (sent_video, _, start) = rig.feed(
+        Duration::from_secs(16),
+        |t| {
+            if throttled.contains(&t.as_secs()) {
+                80_000
+            } else {
+                0
+            }
+        },
+        || (handle.video_bitrate_kbps() as usize * 1000 / 8 / 30).max(16),
+        || {
+            let kbps = handle.video_bitrate_kbps();
+            if kbps < lowest {
+                (lowest, lowest_at) = (kbps, feeding.elapsed());
+            }
+        },
+    );
+    let final_kbps = handle.video_bitrate_kbps();
+    let dropped = handle.dropped_frames();
+    let (log, tags) = rig.finish(start, "dbr");
+    let changes: Vec<&String> = log
+        .iter()
+        .filter(|e| e.starts_with("BitrateChanged"))
+        .collect();
+    println!("bitrate changes: {changes:#?}");
+    println!("lowest {lowest} kb/s at {lowest_at:?}, at the end {final_kbps} kb/s");
+
+    // The link carries 640 kb/s with the audio, 565 for video; measured over one to two
+    // seconds of bursty sends (loopback), it reads differently each time: half the
+    // original is the bar.
+    assert!(
+        lowest <= ORIGINAL_KBPS / 2,
+        "the bitrate was not lowered enough: {lowest} kb/s"
+    );
+    assert!(
+        throttled.contains(&lowest_at.as_secs()),
+        "lowered outside the slow period: at {lowest_at:?}"
+    );
+    assert!(
+        changes.iter().any(|c| c.contains("step: Lowered")),
+        "no lowering reported"
+    );
+    assert!(
+        changes.iter().any(|c| c.contains("step: Recovered")),
+        "the bitrate never got back to the original"
+    );
+    assert_eq!(final_kbps, ORIGINAL_KBPS, "not recovered by the end");
+    // Nothing dropped: every frame arrived, in order, up to the stop point.
+    assert_eq!(dropped, 0, "dynamic bitrate drops no frames");
+    let got_video = received(&tags, TagKind::Video);
+    let last_video = *got_video.last().unwrap();
+    assert_eq!(
+        got_video.len() as u32,
+        last_video + 1,
+        "video frames missing"
+    );
+    assert!(
+        last_video + 15 >= sent_video,
+        "the backlog never drained: last frame {last_video} of {sent_video}"
     );
 }

@@ -1,22 +1,26 @@
 //! The plugin in real OBS Studio (29.0.2 on the host, 32.2.2 in the Debian sid root): the
 //! Stream button runs `goaway_rtmp_output`, which moves the stream on Go Away, on a
-//! Reconnect Request naming another ingest, and through a 3 s outage, losing nothing.
+//! Reconnect Request naming another ingest, and through a 3 s outage, losing nothing; with
+//! OBS's dynamic bitrate on, a slow link lowers the encoder's bitrate instead.
 //!
 //! Needs root, obs-studio, xvfb, ffmpeg, the sid root (`.ci/sid-root.sh`) and the release
 //! build of the plugin (`cargo build --release`); `tests/run.sh` prepares all of it.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::obs::{
     authenticating_ingest, run_outage_scenario, run_scenario, with_auth, ObsVersion, OnStart,
     PluginInstall, ProfileBuilder, ScenarioOutcome, ScenarioTimes, AUTH_PASSWORD, SCENARIO_KEY,
 };
-use common::{ffprobe_decoded_frames, free_port};
+use common::{ffprobe_decoded_frames, free_port, throttled_relay};
 use obs_goaway::ingest::{Ingest, IngestConfig, SignalKind};
 use obs_goaway::media::flv::FlvWriter;
 use obs_goaway::media::TagKind;
@@ -389,4 +393,153 @@ fn obs_29_reports_failures_clearly() {
 #[test]
 fn obs_32_reports_failures_clearly() {
     failures_are_reported_clearly(ObsVersion::Sid);
+}
+
+/// The numbers OBS-style log lines `"[obs-goaway] {prefix} N"` carry, in order.
+fn logged_kbps(log: &str, prefix: &str) -> Vec<u32> {
+    let needle = format!("[obs-goaway] {prefix} ");
+    log.lines()
+        .filter_map(|line| line.split_once(&needle))
+        .filter_map(|(_, rest)| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// Dynamic bitrate ("Dynamically change bitrate to manage congestion", `[Output]
+/// DynamicBitrate`): through a link that carries a tenth of the stream, the plugin lowers
+/// x264's bitrate (logged in OBS's words, and visible in what the ingest records) instead
+/// of dropping frames, raises it again once the link is fast, and gives the encoder its
+/// configured bitrate back when the stream stops.
+fn dynamic_bitrate_follows_a_slow_link(version: ObsVersion) {
+    const KBPS: u32 = 6000;
+    version.require();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rate = Arc::new(AtomicU64::new(0));
+    let (ingest, relay) = runtime.block_on(async {
+        let config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+        let ingest = Ingest::start(config).await.unwrap();
+        let relay = throttled_relay(ingest.local_addrs()[0], Arc::clone(&rate), Some(1460)).await;
+        (ingest, relay)
+    });
+    // 80 kB/s from the start: 640 kb/s, of which the audio takes 128, for 6000 kb/s of
+    // video. The connection still grows a send buffer of megabytes in the kernel before
+    // anything waits in the plugin: a stream ten times the link fills it within seconds (a
+    // slower link makes the kernel's zero-window timeout end the connection instead).
+    rate.store(80_000, Ordering::Relaxed);
+    let port = free_port();
+    let profile = ProfileBuilder::new(version)
+        .service(goaway_service(&format!("rtmp://{relay}/live")))
+        .plugin(PluginInstall::obs_goaway())
+        .video_bitrate(KBPS)
+        .basic_ini("Output", "DynamicBitrate", "true")
+        .websocket(port)
+        .build();
+    let mut obs = profile.start(OnStart::Stream);
+    obs.wait_for_log("[obs-goaway] publishing to", Duration::from_secs(30));
+    // Wait for the bitrate to come down to half (or for 45 s), then let the link go fast.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while Instant::now() < deadline
+        && !logged_kbps(&obs.log(), "bitrate decreased to:")
+            .iter()
+            .any(|&kbps| kbps <= KBPS / 2)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    rate.store(0, Ordering::Relaxed);
+    let raised = obs.log().matches("bitrate increased to:").count();
+    // OBS raises 4 s after the last change.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && obs.log().matches("bitrate increased to:").count() == raised
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // Stop Streaming, as the button does: the bitrate is restored as the output stops.
+    runtime.block_on(async {
+        let mut ws = obs.websocket(Duration::from_secs(20)).await.unwrap();
+        ws.request("StopStream", json!({})).await.unwrap();
+    });
+    obs.try_wait_for_log("[obs-goaway] stream ended", Duration::from_secs(20));
+    let exit = obs.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    let stats = ingest
+        .stats()
+        .remove(SCENARIO_KEY)
+        .expect("nothing recorded");
+    drop(ingest);
+    println!("{version}: {stats:?}");
+    // What x264 produced, by second of stream time: the configured bitrate first, the
+    // lowered one later; and every frame there (dynamic bitrate drops none).
+    let tags = common::read_flv(&stats.path);
+    let mut video_bytes: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut timestamps = Vec::new();
+    for tag in tags
+        .iter()
+        .filter(|t| t.kind == TagKind::Video && t.is_frame())
+    {
+        *video_bytes.entry(tag.timestamp / 1000).or_default() += tag.data.len();
+        timestamps.push(tag.timestamp);
+    }
+    let kbps: Vec<usize> = video_bytes.values().map(|bytes| bytes * 8 / 1000).collect();
+    println!("{version}: recorded video kb/s by second: {kbps:?}");
+    let log = &exit.log;
+    for line in log.lines().filter(|l| l.contains("[obs-goaway]")) {
+        println!("{line}");
+    }
+    exit.assert_clean("dynamic bitrate");
+    assert!(
+        log.contains("[obs-goaway] Dynamic bitrate enabled."),
+        "{version}: dynamic bitrate was not enabled\n{log}"
+    );
+    // How far it goes depends on how much the kernel's send buffer absorbs first (up to
+    // megabytes over loopback); tests/live_output.rs checks the lowering against the link.
+    let decreased = logged_kbps(log, "bitrate decreased to:");
+    let lowest = decreased.iter().copied().min().unwrap_or(KBPS);
+    assert!(
+        lowest < KBPS,
+        "{version}: the bitrate was never lowered: {decreased:?}"
+    );
+    let increased = logged_kbps(log, "bitrate increased to:");
+    assert!(
+        increased.iter().any(|&kbps| kbps > lowest),
+        "{version}: never raised again: {increased:?}"
+    );
+    if !log.contains(&format!("[obs-goaway] bitrate increased to: {KBPS}, done")) {
+        assert!(
+            log.contains(&format!("[obs-goaway] bitrate restored to: {KBPS}")),
+            "{version}: the configured bitrate was not restored at stop\n{log}"
+        );
+    }
+    assert!(
+        kbps.first().is_some_and(|&k| k >= KBPS as usize * 8 / 10),
+        "{version}: x264 did not produce the configured bitrate first: {kbps:?}"
+    );
+    assert!(
+        kbps.iter().any(|&k| k <= lowest as usize * 21 / 20),
+        "{version}: the encoder never produced the lowered {lowest} kb/s: {kbps:?}"
+    );
+    let longest_gap = timestamps
+        .windows(2)
+        .map(|pair| pair[1].saturating_sub(pair[0]))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        longest_gap <= 2 * 1000 / 30,
+        "{version}: frames missing: a {longest_gap} ms gap in the video timestamps"
+    );
+}
+
+#[test]
+fn obs_29_dynamic_bitrate_follows_a_slow_link() {
+    dynamic_bitrate_follows_a_slow_link(ObsVersion::Host);
+}
+
+#[test]
+fn obs_32_dynamic_bitrate_follows_a_slow_link() {
+    dynamic_bitrate_follows_a_slow_link(ObsVersion::Sid);
 }

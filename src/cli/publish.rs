@@ -278,6 +278,7 @@ fn print_event(event: &SessionEvent) {
         SessionEvent::FramesDropped { count } => {
             eprintln!("goaway: buffer full: dropped {count} frames");
         }
+        SessionEvent::BitrateChanged(change) => eprintln!("goaway: {change}"),
     }
 }
 

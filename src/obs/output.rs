@@ -8,14 +8,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use obs_sys::{
     audio_output_get_channels, bfree, calldata_set_data, calldata_t, encoder_packet, obs_data_t,
-    obs_encoder_audio, obs_encoder_get_codec, obs_encoder_get_extra_data, obs_encoder_get_height,
-    obs_encoder_get_sample_rate, obs_encoder_get_settings, obs_encoder_get_width, obs_encoder_t,
+    obs_encoder_audio, obs_encoder_get_caps, obs_encoder_get_codec, obs_encoder_get_extra_data,
+    obs_encoder_get_height, obs_encoder_get_name, obs_encoder_get_sample_rate,
+    obs_encoder_get_settings, obs_encoder_get_width, obs_encoder_t, obs_encoder_update,
     obs_encoder_video, obs_output_begin_data_capture, obs_output_can_begin_data_capture,
-    obs_output_end_data_capture, obs_output_get_audio_encoder, obs_output_get_service,
-    obs_output_get_settings, obs_output_get_signal_handler, obs_output_get_video_encoder,
-    obs_output_info, obs_output_initialize_encoders, obs_output_set_last_error,
-    obs_output_signal_stop, obs_output_t, obs_register_output_s, obs_service_get_id,
-    obs_service_get_settings, signal_handler_signal, video_output_get_frame_rate, OBS_OUTPUT_AV,
+    obs_output_end_data_capture, obs_output_get_audio_encoder, obs_output_get_delay,
+    obs_output_get_service, obs_output_get_settings, obs_output_get_signal_handler,
+    obs_output_get_video_encoder, obs_output_info, obs_output_initialize_encoders,
+    obs_output_set_last_error, obs_output_signal_stop, obs_output_t, obs_register_output_s,
+    obs_service_get_id, obs_service_get_settings, signal_handler_signal,
+    video_output_get_frame_rate, OBS_ENCODER_CAP_DYN_BITRATE, OBS_OUTPUT_AV,
     OBS_OUTPUT_CONNECT_FAILED, OBS_OUTPUT_DISCONNECTED, OBS_OUTPUT_ENCODED,
     OBS_OUTPUT_ENCODE_ERROR, OBS_OUTPUT_ERROR, OBS_OUTPUT_INVALID_STREAM, OBS_OUTPUT_SERVICE,
     OBS_OUTPUT_SUCCESS,
@@ -26,14 +28,16 @@ use obs_wrapper::wrapper::PtrWrapper;
 use super::ffi::{c_string, cstr, guard, text};
 use super::locale::{self, text_ptr, tr, with_detail};
 use super::packet;
-use super::settings::{session_config, Destination, Source};
+use super::settings::{session_config, Destination, Sink, Source};
 use super::symbols::{connect_info, ConnectInfo};
 use super::version::Running;
 use super::SERVICE_ID;
 use crate::live::{AudioSetup, LiveOutput, Observer, Outcome, StreamSetup, VideoSetup};
 use crate::media::VideoCodec;
 use crate::protocol::ProtocolError;
-use crate::session::{Cause, CutoverKind, SessionError, SessionEvent, SessionHandle};
+use crate::session::{
+    Cause, CutoverKind, DynamicBitrate, SessionError, SessionEvent, SessionHandle,
+};
 use crate::transport::{IpFamily, LinkError, LocalEnd};
 
 /// `obs_output_info` as libobs 29.1 and later know it (plus `protocols`).
@@ -109,11 +113,16 @@ impl Output {
         let mut config = session_config(&destination, &options)
             .map_err(|error| with_detail(tr!("Error.BadServer"), &error))?;
         // SAFETY: as above; the settings reference is ours to release.
-        if let Some(settings) = unsafe { owned(obs_output_get_settings(output)) } {
-            config.link.local = local_end(&settings);
+        let settings = unsafe { owned(obs_output_get_settings(output)) };
+        if let Some(settings) = &settings {
+            config.link.local = local_end(settings);
         }
         config.congestion = Some(Default::default());
         let setup = self.setup()?;
+        // The frontend passes OBS's "Dynamically change bitrate to manage congestion".
+        if settings.and_then(|s| s.boolean("dyn_bitrate")) == Some(true) {
+            config.dynamic_bitrate = self.dynamic_bitrate(&setup);
+        }
         log::info!(
             "connecting to {} ({}, {}x{})",
             config.url,
@@ -130,12 +139,52 @@ impl Output {
             abort: Arc::clone(&self.abort),
             server: config.url.to_string(),
             target: None,
+            bitrate: config.dynamic_bitrate.map(|dbr| EncoderBitrate {
+                output: self.output,
+                original: dbr.video_kbps,
+                current: dbr.video_kbps,
+            }),
         };
         self.live
             .start(config, setup, observer)
             .map_err(|error| with_detail(tr!("Error.CannotStart"), &error))?;
         set_running(self.output, self.live.handle());
         Ok(())
+    }
+
+    /// Dynamic bitrate for this stream, if it can work here, under OBS's own conditions
+    /// (rtmp-stream.c, init_connect): the encoder must take a new bitrate while running, and
+    /// no stream delay may stand between a change and the congestion it answers (the loop
+    /// would react to the past).
+    fn dynamic_bitrate(&self, setup: &StreamSetup) -> Option<DynamicBitrate> {
+        let video = setup.video.as_ref()?;
+        // SAFETY: the output is live, its video encoder initialized (setup read it).
+        unsafe {
+            let encoder = obs_output_get_video_encoder(self.output.0);
+            if encoder.is_null() {
+                return None;
+            }
+            if obs_encoder_get_caps(encoder) & OBS_ENCODER_CAP_DYN_BITRATE == 0 {
+                log::info!(
+                    "Dynamic bitrate disabled. The encoder '{}' does not support on-the-fly bitrate reconfiguration.",
+                    text(obs_encoder_get_name(encoder))
+                );
+                return None;
+            }
+            if obs_output_get_delay(self.output.0) != 0 {
+                log::info!(
+                    "Dynamic bitrate disabled. Stream delay and dynamic bitrate are incompatible."
+                );
+                return None;
+            }
+        }
+        if video.bitrate_kbps == 0 {
+            log::info!("Dynamic bitrate disabled: the video encoder has no bitrate setting.");
+            return None;
+        }
+        log::info!("Dynamic bitrate enabled.  Dropped frames begone!");
+        let audio_kbps = setup.audio.as_ref().map_or(0, |a| a.bitrate_kbps);
+        Some(DynamicBitrate::new(video.bitrate_kbps, audio_kbps))
     }
 
     /// Where to publish: our service's settings, or another service's connect info.
@@ -261,6 +310,47 @@ fn local_end(settings: &impl Source) -> LocalEnd {
     }
 }
 
+/// The video encoder's bitrate while dynamic bitrate manages it: changed when the session
+/// asks, and put back when the stream ends (dropping this), as OBS does when its send
+/// thread ends, so the next stream, and a recording sharing the encoder, get the configured
+/// bitrate again.
+struct EncoderBitrate {
+    output: OutputPtr,
+    original: u32,
+    current: u32,
+}
+
+impl EncoderBitrate {
+    /// Applies `kbps` to the output's video encoder. Called on the output's runtime thread,
+    /// never on an OBS encoder thread, holding no lock: `obs_encoder_update` only stores the
+    /// settings and flags the encoder, which reconfigures itself before its next frame.
+    fn set(&mut self, kbps: u32) {
+        // SAFETY: the output is live (see OutputPtr) and its video encoder cannot be
+        // replaced while it is active; the settings reference is ours to release.
+        unsafe {
+            let encoder = obs_output_get_video_encoder(self.output.0);
+            if encoder.is_null() {
+                return;
+            }
+            let Some(mut settings) = owned(obs_encoder_get_settings(encoder)) else {
+                return;
+            };
+            settings.set_int("bitrate", i64::from(kbps));
+            obs_encoder_update(encoder, settings.as_ptr_mut());
+        }
+        self.current = kbps;
+    }
+}
+
+impl Drop for EncoderBitrate {
+    fn drop(&mut self) {
+        if self.current != self.original {
+            self.set(self.original);
+            log::info!("bitrate restored to: {}", self.original);
+        }
+    }
+}
+
 /// Reports a session's life to OBS, from the output's runtime thread.
 struct ObsObserver {
     output: OutputPtr,
@@ -269,6 +359,8 @@ struct ObsObserver {
     server: String,
     /// Where a requested move goes (key redacted).
     target: Option<String>,
+    /// With dynamic bitrate: the encoder's bitrate, restored when this goes.
+    bitrate: Option<EncoderBitrate>,
 }
 
 impl ObsObserver {
@@ -364,11 +456,19 @@ impl Observer for ObsObserver {
             SessionEvent::FramesDropped { count } => {
                 log::warn!("resume buffer full: {count} frames dropped");
             }
+            SessionEvent::BitrateChanged(change) => {
+                log::info!("{change}");
+                if let Some(bitrate) = &mut self.bitrate {
+                    bitrate.set(change.kbps);
+                }
+            }
         }
     }
 
     fn ended(&mut self, outcome: Outcome) {
         set_running(self.output, None);
+        // The configured bitrate is back before OBS hears that the stream ended (OBS's order).
+        drop(self.bitrate.take());
         let output = self.output.0;
         match outcome {
             _ if self.abort.load(Ordering::Relaxed) == ABORT_ENCODER => {

@@ -5,6 +5,9 @@
 //! 700 ms, frames nothing refers to are dropped; past 900 ms, every inter frame, and the
 //! following ones too until the next keyframe. Audio, keyframes and codec headers are never
 //! dropped, and nothing already sent is touched, so what a move or a resume needs stays.
+//!
+//! With dynamic bitrate on, OBS drops nothing at all and lowers the encoder's bitrate
+//! instead; the queue is still measured, for the status bar and for that decision.
 
 use std::time::Duration;
 
@@ -37,27 +40,48 @@ const MIN_QUEUED: u64 = 5;
 #[derive(Debug)]
 pub(crate) struct Congestion {
     thresholds: DropThresholds,
+    /// False with dynamic bitrate: measure only.
+    dropping: bool,
     /// Incoming video below this priority is dropped until a frame reaches it.
     min_priority: Priority,
     /// No new drop before the queue's front passes this timestamp (what was just dropped).
     quiet_until: Option<u32>,
     /// Unsent media over the drop threshold.
     level: f32,
+    /// The media span waiting at the last measurement (`None`: too few tags to count).
+    waiting: Option<Duration>,
 }
 
 impl Congestion {
-    pub(crate) fn new(thresholds: DropThresholds) -> Self {
+    /// Drops video past `thresholds`.
+    pub(crate) fn dropping(thresholds: DropThresholds) -> Self {
         Self {
             thresholds,
+            dropping: true,
             min_priority: Priority::Disposable,
             quiet_until: None,
             level: 0.0,
+            waiting: None,
+        }
+    }
+
+    /// Measures against `thresholds` but drops nothing (dynamic bitrate).
+    pub(crate) fn measuring(thresholds: DropThresholds) -> Self {
+        Self {
+            dropping: false,
+            ..Self::dropping(thresholds)
         }
     }
 
     /// The last measured congestion (0: nothing waiting, 1 and more: dropping).
     pub(crate) fn level(&self) -> f32 {
         self.level
+    }
+
+    /// The span of unsent media measured for the last incoming video frame, if enough
+    /// tags were waiting to count (OBS's five).
+    pub(crate) fn waiting(&self) -> Option<Duration> {
+        self.waiting
     }
 
     /// Called with each incoming tag before it joins the queue: drops queued frames if the
@@ -71,6 +95,10 @@ impl Congestion {
         dropped: &mut u64,
     ) -> bool {
         if tag.kind != TagKind::Video || !tag.is_frame() {
+            return true;
+        }
+        if !self.dropping {
+            self.record(unsent_span(buffer, cursor, tag.timestamp));
             return true;
         }
         for (threshold, level) in [
@@ -88,6 +116,14 @@ impl Congestion {
         true
     }
 
+    /// Notes the unsent media span measured for an incoming video frame.
+    fn record(&mut self, waiting: Option<u32>) {
+        self.level = waiting.map_or(0.0, |w| {
+            w as f32 / self.thresholds.drop.as_millis().max(1) as f32
+        });
+        self.waiting = waiting.map(|w| Duration::from_millis(u64::from(w)));
+    }
+
     fn check(
         &mut self,
         buffer: &mut Retained,
@@ -96,27 +132,14 @@ impl Congestion {
         threshold: Duration,
         keep_from: Priority,
     ) -> u64 {
-        let queued = buffer.end().saturating_sub(cursor);
-        let measuring = keep_from == Priority::High;
-        let Some(front) = buffer.get(cursor).map(|t| t.timestamp) else {
-            if measuring {
-                self.level = 0.0;
-            }
+        let waiting = unsent_span(buffer, cursor, now_ts);
+        if keep_from == Priority::High {
+            self.record(waiting);
+        }
+        let (Some(waiting), Some(front)) = (waiting, buffer.get(cursor).map(|t| t.timestamp))
+        else {
             return 0;
         };
-        if queued < MIN_QUEUED {
-            if measuring {
-                self.level = 0.0;
-            }
-            return 0;
-        }
-        let waiting = now_ts.wrapping_sub(front);
-        if waiting > u32::MAX / 2 {
-            return 0; // timestamps went backwards: nothing sensible to measure
-        }
-        if measuring {
-            self.level = waiting as f32 / threshold.as_millis().max(1) as f32;
-        }
         if self
             .quiet_until
             .is_some_and(|t| front.wrapping_sub(t) > u32::MAX / 2)
@@ -136,6 +159,16 @@ impl Congestion {
         self.quiet_until = Some(now_ts);
         dropped
     }
+}
+
+/// How much media (ms, by timestamps) waits unsent from `cursor` up to `now_ts`; `None`
+/// with fewer than [`MIN_QUEUED`] tags waiting, or timestamps going backwards.
+fn unsent_span(buffer: &Retained, cursor: u64, now_ts: u32) -> Option<u32> {
+    let front = buffer.get(cursor)?.timestamp;
+    if buffer.end().saturating_sub(cursor) < MIN_QUEUED {
+        return None;
+    }
+    Some(now_ts.wrapping_sub(front)).filter(|&waiting| waiting <= u32::MAX / 2)
 }
 
 #[cfg(test)]
@@ -169,7 +202,7 @@ mod tests {
     /// Feeds `tags` through the policy into a buffer nothing is sent from.
     fn feed(tags: impl IntoIterator<Item = Tag>) -> (Retained, Congestion, u64) {
         let mut buffer = Retained::new(BufferLimits::default());
-        let mut congestion = Congestion::new(DropThresholds::default());
+        let mut congestion = Congestion::dropping(DropThresholds::default());
         let mut dropped = 0;
         for tag in tags {
             if congestion.admit(&mut buffer, 0, &tag, &mut dropped) {
@@ -212,7 +245,7 @@ mod tests {
     #[test]
     fn past_900_ms_every_inter_frame_goes_until_the_next_keyframe() {
         let mut buffer = Retained::new(BufferLimits::default());
-        let mut congestion = Congestion::new(DropThresholds::default());
+        let mut congestion = Congestion::dropping(DropThresholds::default());
         for tag in gop(0) {
             buffer.push(tag); // 0..957 ms, sent nowhere
         }
@@ -234,7 +267,7 @@ mod tests {
     #[test]
     fn frames_already_sent_are_never_dropped() {
         let mut buffer = Retained::new(BufferLimits::default());
-        let mut congestion = Congestion::new(DropThresholds::default());
+        let mut congestion = Congestion::dropping(DropThresholds::default());
         let mut dropped = 0;
         let tags = gop(0);
         let sent = tags.len() as u64 - 4;
@@ -247,6 +280,29 @@ mod tests {
             congestion.level(),
             0.0,
             "four unsent tags are no congestion"
+        );
+    }
+
+    #[test]
+    fn with_dynamic_bitrate_nothing_is_dropped_but_the_queue_is_measured() {
+        let mut buffer = Retained::new(BufferLimits::default());
+        let mut congestion = Congestion::measuring(DropThresholds::default());
+        let mut dropped = 0;
+        for tag in gop(0) {
+            // 0..957 ms, sent nowhere: past both thresholds.
+            assert!(congestion.admit(&mut buffer, 0, &tag, &mut dropped));
+            buffer.push(tag);
+        }
+        assert!(congestion.admit(&mut buffer, 0, &b(990), &mut dropped));
+        assert_eq!(dropped, 0);
+        assert_eq!(congestion.waiting(), Some(Duration::from_millis(990)));
+        assert!(congestion.level() > 1.4);
+        let sent = buffer.end() - 3;
+        assert!(congestion.admit(&mut buffer, sent, &b(1023), &mut dropped));
+        assert_eq!(
+            congestion.waiting(),
+            None,
+            "three unsent tags are not counted"
         );
     }
 }

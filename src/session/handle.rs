@@ -20,6 +20,7 @@ pub struct SessionHandle {
     congestion: AtomicU32,
     connect_time_ms: AtomicU32,
     buffer_bytes: AtomicUsize,
+    video_bitrate_kbps: AtomicU32,
     status: Mutex<Status>,
     move_request: Mutex<Option<String>>,
     wake: Notify,
@@ -59,6 +60,12 @@ impl SessionHandle {
     /// How long the first connection took to start publishing, in milliseconds.
     pub fn connect_time_ms(&self) -> u32 {
         self.connect_time_ms.load(Ordering::Relaxed)
+    }
+
+    /// The video bitrate (kb/s) dynamic bitrate asks of the encoder now; 0 when the session
+    /// does not manage it.
+    pub fn video_bitrate_kbps(&self) -> u32 {
+        self.video_bitrate_kbps.load(Ordering::Relaxed)
     }
 
     /// A copy of the status.
@@ -104,6 +111,10 @@ impl SessionHandle {
 
     pub(crate) fn set_buffer_bytes(&self, bytes: usize) {
         self.buffer_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_video_bitrate(&self, kbps: u32) {
+        self.video_bitrate_kbps.store(kbps, Ordering::Relaxed);
     }
 
     pub(crate) fn set_congestion(&self, level: f32) {

@@ -21,6 +21,7 @@
 //! connections can line them up. `rebase_timestamps` restarts each connection at zero for
 //! servers that treat every connection as a new stream.
 
+mod bitrate;
 mod channel;
 mod congestion;
 mod handle;
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub use bitrate::{BitrateChange, BitrateStep, DynamicBitrate};
 pub use channel::{packet_channel, PacketReceiver, PacketSender, SendError};
 pub use congestion::DropThresholds;
 pub use handle::{SessionHandle, Status};
@@ -137,6 +139,10 @@ pub struct SessionConfig {
     /// Drop video when unsent media piles up (a live source on a slow connection), as OBS
     /// does; `None` never drops.
     pub congestion: Option<DropThresholds>,
+    /// Lower the encoder's bitrate instead of dropping video (OBS's dynamic bitrate): the
+    /// session then drops nothing, measures congestion against `congestion` (or OBS's
+    /// defaults) and reports each new bitrate as [`SessionEvent::BitrateChanged`].
+    pub dynamic_bitrate: Option<DynamicBitrate>,
     /// Figures and requests shared with the session's owner.
     pub handle: Arc<SessionHandle>,
 }
@@ -154,6 +160,7 @@ impl SessionConfig {
             buffer: BufferLimits::default(),
             live_source: true,
             congestion: None,
+            dynamic_bitrate: None,
             handle: Arc::default(),
         }
     }
@@ -255,6 +262,8 @@ pub enum SessionEvent {
         /// How many.
         count: u64,
     },
+    /// Dynamic bitrate: the encoder should produce this bitrate from now on.
+    BitrateChanged(BitrateChange),
 }
 
 /// What happened over the session's life.

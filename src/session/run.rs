@@ -10,13 +10,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::bitrate::{BitrateChange, BitrateControl};
 use super::congestion::Congestion;
 use super::retained::Retained;
 use super::{
     Cause, Cutover, CutoverKind, MigrationMode, Report, SessionConfig, SessionError, SessionEvent,
     TagInput,
 };
-use crate::media::Tag;
+use crate::media::{Tag, TagKind};
 use crate::protocol::Event;
 use crate::transport::io::sleep_until_some;
 use crate::transport::link::{Command, Slot};
@@ -42,10 +43,20 @@ pub async fn run<I: TagInput>(
             false => SessionError::Fatal(e),
         })?;
     let (drain_tx, drain_rx) = mpsc::unbounded_channel();
+    let congestion = match (config.congestion, config.dynamic_bitrate) {
+        (thresholds, Some(_)) => Some(Congestion::measuring(thresholds.unwrap_or_default())),
+        (Some(thresholds), None) => Some(Congestion::dropping(thresholds)),
+        (None, None) => None,
+    };
+    let bitrate = config.dynamic_bitrate.map(BitrateControl::new);
+    if let Some(bitrate) = &bitrate {
+        config.handle.set_video_bitrate(bitrate.current());
+    }
     let mut runner = Runner {
         url: config.url.clone(),
         buffer: Retained::new(config.buffer),
-        congestion: config.congestion.map(Congestion::new),
+        congestion,
+        bitrate,
         catch_up_end: 0,
         config,
         input,
@@ -134,6 +145,8 @@ struct Runner<I> {
     buffer: Retained,
     /// Live sources: what to drop when the connection falls behind.
     congestion: Option<Congestion>,
+    /// Dynamic bitrate: what to ask of the encoder instead of dropping.
+    bitrate: Option<BitrateControl>,
     /// End of the backlog the active connection started with (never dropped).
     catch_up_end: u64,
     /// The next stream tag to send on the active link.
@@ -263,11 +276,30 @@ impl<I: TagInput> Runner<I> {
         // counts, so catching up never drops frames a lossless resume promised.
         let congestion = self.congestion.as_mut().filter(|_| self.active.is_some());
         if let Some(congestion) = congestion {
+            // Dynamic bitrate acts on video frames, as OBS's: a due raise first, then the
+            // measured backlog may lower.
+            let now = self
+                .bitrate
+                .as_ref()
+                .filter(|_| tag.kind == TagKind::Video && tag.is_frame())
+                .map(|_| Instant::now());
+            let raised = self
+                .bitrate
+                .as_mut()
+                .zip(now)
+                .and_then(|(bitrate, now)| bitrate.poll_raise(now));
             let mut dropped = 0;
             let front = self.cursor.max(self.catch_up_end);
             let admitted = congestion.admit(&mut self.buffer, front, &tag, &mut dropped);
             self.config.handle.add_dropped_frames(dropped);
             self.config.handle.set_congestion(congestion.level());
+            let lowered = match (self.bitrate.as_mut(), now, congestion.waiting()) {
+                (Some(bitrate), Some(now), Some(waiting)) => bitrate.on_backlog(now, waiting),
+                _ => None,
+            };
+            for change in [raised, lowered].into_iter().flatten() {
+                self.bitrate_changed(change);
+            }
             if !admitted {
                 return;
             }
@@ -281,6 +313,11 @@ impl<I: TagInput> Runner<I> {
             self.emit(SessionEvent::FramesDropped { count: lost });
         }
         self.cursor = self.cursor.max(self.buffer.first());
+    }
+
+    fn bitrate_changed(&self, change: BitrateChange) {
+        self.config.handle.set_video_bitrate(change.kbps);
+        self.emit(SessionEvent::BitrateChanged(change));
     }
 
     /// Forgets tags every link has provably delivered.
@@ -349,7 +386,11 @@ impl<I: TagInput> Runner<I> {
                 }
             }
         }
-        self.config.handle.add_bytes_sent(tag.data.len() as u64);
+        let bytes = tag.data.len() as u64;
+        self.config.handle.add_bytes_sent(bytes);
+        if let Some(bitrate) = &mut self.bitrate {
+            bitrate.on_sent(Instant::now(), bytes);
+        }
         slot.send(rebased(tag, offset), Some(self.cursor));
         self.cursor += 1;
     }
@@ -411,6 +452,9 @@ impl<I: TagInput> Runner<I> {
         };
         self.preamble = self.buffer.preamble(self.cursor).into();
         self.catch_up_end = self.buffer.end();
+        if let Some(bitrate) = &mut self.bitrate {
+            bitrate.reset_estimate();
+        }
         self.active = Some(Active {
             link,
             since: self.cursor,

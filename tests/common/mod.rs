@@ -6,13 +6,16 @@
 pub mod obs;
 pub mod x11;
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use obs_goaway::media::flv::FlvReader;
 use obs_goaway::media::Tag;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/sample.flv");
 pub const GOAWAY: &str = env!("CARGO_BIN_EXE_goaway");
@@ -241,4 +244,67 @@ pub fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.1, cert.pem()).unwrap();
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
     paths
+}
+
+/// A relay to the ingest whose client-to-server direction can be slowed to `rate` bytes
+/// per second (0: full speed), with buffers small enough for a slow reader to show.
+///
+/// `mss` caps the segment size the relay announces. Linux sizes a send buffer by segments,
+/// so over loopback (64 KB segments) a sender that does not fix its own (OBS's RTMP
+/// output, the plugin) can queue megabytes in the kernel, and a throttle shows only after
+/// minutes; an Ethernet-sized 1460 keeps the buffer as small as on a network.
+pub async fn throttled_relay(
+    upstream: SocketAddr,
+    rate: Arc<AtomicU64>,
+    mss: Option<u32>,
+) -> SocketAddr {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    if let Some(mss) = mss {
+        socket.set_tcp_mss(mss).unwrap();
+    }
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    socket.listen(8).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(socket.into()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let rate = Arc::clone(&rate);
+            tokio::spawn(async move {
+                let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = async move {
+                    let mut buf = vec![0u8; 4096];
+                    loop {
+                        let limit = rate.load(Ordering::Relaxed) as usize;
+                        let want = if limit == 0 {
+                            buf.len()
+                        } else {
+                            (limit / 20).clamp(1, buf.len())
+                        };
+                        let n = match cr.read(&mut buf[..want]).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        if limit != 0 {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = up => {}
+                    _ = tokio::io::copy(&mut sr, &mut cw) => {}
+                }
+            });
+        }
+    });
+    addr
 }
