@@ -543,3 +543,82 @@ fn obs_29_dynamic_bitrate_follows_a_slow_link() {
 fn obs_32_dynamic_bitrate_follows_a_slow_link() {
     dynamic_bitrate_follows_a_slow_link(ObsVersion::Sid);
 }
+
+/// Builds `tests/fixtures/failing_encoder.c` (an encoder whose every encode call fails)
+/// into `dir` as an OBS module, against the installed libobs headers.
+fn failing_encoder_plugin(dir: &Path) -> PluginInstall {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/failing_encoder.c");
+    let so = dir.join("failing-encoder.so");
+    let flags = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "libobs"])
+        .output()
+        .expect("running pkg-config (apt-get install pkg-config libobs-dev)");
+    assert!(
+        flags.status.success(),
+        "pkg-config libobs: is libobs-dev installed?"
+    );
+    let flags = String::from_utf8_lossy(&flags.stdout).into_owned();
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(&source)
+        .args(flags.split_whitespace())
+        .output()
+        .expect("running cc");
+    assert!(
+        built.status.success(),
+        "building the failing encoder: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    PluginInstall {
+        name: "failing-encoder".into(),
+        so,
+        locale: None,
+    }
+}
+
+/// An encoder failure while streaming (libobs force-stops the output, then hands it a NULL
+/// packet) ends the stream, says so in the log, and OBS carries on and quits cleanly (libobs
+/// waits at exit for every output's stop to conclude).
+fn encoder_failure_ends_the_stream(version: ObsVersion) {
+    version.require();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+    let ingest = runtime.block_on(Ingest::start(config)).unwrap();
+    let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    let profile = ProfileBuilder::new(version)
+        .service(goaway_service(&server))
+        .plugin(PluginInstall::obs_goaway())
+        .plugin(failing_encoder_plugin(dir.path()))
+        .advanced("failing_h264", json!({}))
+        // Recording must not share the failing encoder: libobs force-stops every output
+        // the encoder is set on, started or not, and OBS 29 then waits forever at exit
+        // for the idle recording output to stop (so with its own RTMP output too).
+        .basic_ini("AdvOut", "RecEncoder", "obs_x264")
+        .build();
+    let mut obs = profile.start(OnStart::Stream);
+    obs.wait_for_log("Error encoding with encoder", Duration::from_secs(30));
+    obs.wait_for_log("==== Streaming Stop", Duration::from_secs(10));
+    let exit = obs.stop();
+    exit.assert_clean("quitting after an encoder failure");
+    // libobs force-stops the output before handing it the NULL packet: which of the two
+    // the session sees first decides the wording (OBS's own output races the same way).
+    assert!(
+        exit.log
+            .contains("[obs-goaway] stream stopped: the encoder failed")
+            || exit.log.contains("[obs-goaway] stream stopped at once"),
+        "{version}: the output did not say how the stream ended\n{}",
+        exit.log
+    );
+}
+
+#[test]
+fn obs_29_encoder_failure_ends_the_stream() {
+    encoder_failure_ends_the_stream(ObsVersion::Host);
+}
+
+#[test]
+fn obs_32_encoder_failure_ends_the_stream() {
+    encoder_failure_ends_the_stream(ObsVersion::Sid);
+}

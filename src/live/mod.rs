@@ -16,7 +16,7 @@ mod packaging;
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -232,6 +232,8 @@ impl TagInput for LiveInput {
 struct Running {
     stop: Arc<StopSignal>,
     handle: Arc<SessionHandle>,
+    /// Set just before the observer hears how the stream ended.
+    ended: Arc<AtomicBool>,
 }
 
 /// One output: its runtime, its packet channel, and the stream running on them, if any.
@@ -311,9 +313,11 @@ impl LiveOutput {
             stop: Arc::clone(&stop),
             ended: false,
         };
+        let ended = Arc::new(AtomicBool::new(false));
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(Running {
             stop: Arc::clone(&stop),
             handle,
+            ended: Arc::clone(&ended),
         });
         let (events_tx, mut events) = mpsc::unbounded_channel();
         runtime.spawn(async move {
@@ -358,6 +362,7 @@ impl LiveOutput {
                     () = forced => break Outcome::Abandoned { published },
                 }
             };
+            ended.store(true, Ordering::Release);
             observer.ended(outcome);
         });
         Ok(())
@@ -369,6 +374,17 @@ impl LiveOutput {
         if let Some(running) = &*self.current.lock().unwrap_or_else(PoisonError::into_inner) {
             running.stop.set(at_usec.unwrap_or(StopSignal::NOW));
         }
+    }
+
+    /// Whether a stream started and has not ended yet (its observer has not heard the end,
+    /// or is hearing it now). A stop asked of an ended stream changes nothing: the caller
+    /// must conclude the stop itself.
+    pub fn is_streaming(&self) -> bool {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|r| !r.ended.load(Ordering::Acquire))
     }
 
     /// The current (or last) stream's live figures.

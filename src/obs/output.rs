@@ -589,7 +589,10 @@ unsafe extern "C" fn start(data: *mut c_void) -> bool {
 unsafe extern "C" fn stop(data: *mut c_void, ts: u64) {
     guard("output stop", (), || {
         if let Some(output) = instance(data) {
-            if output.live.handle().is_none() {
+            // Nothing runs (it never started, or ended by itself: a failure, an encoder
+            // error): libobs still waits for this stop to conclude (its stopping event),
+            // when quitting too. OBS's own RTMP output answers the same way.
+            if !output.live.is_streaming() {
                 obs_output_signal_stop(output.output.0, OBS_OUTPUT_SUCCESS as i32);
                 return;
             }
