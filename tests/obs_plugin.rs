@@ -128,6 +128,11 @@ fn obs_29_plugin_moves_losslessly() {
 }
 
 #[test]
+fn obs_30_plugin_moves_losslessly() {
+    moves_losslessly_through_signals_and_an_outage(ObsVersion::Trixie);
+}
+
+#[test]
 fn obs_32_plugin_moves_losslessly() {
     moves_losslessly_through_signals_and_an_outage(ObsVersion::Sid);
 }

@@ -394,6 +394,11 @@ fn obs_29_enable_switch_disable_through_websocket() {
 }
 
 #[test]
+fn obs_30_enable_switch_disable_through_websocket() {
+    enable_switch_disable(ObsVersion::Trixie);
+}
+
+#[test]
 fn obs_32_enable_switch_disable_through_websocket() {
     enable_switch_disable(ObsVersion::Sid);
 }
@@ -401,6 +406,11 @@ fn obs_32_enable_switch_disable_through_websocket() {
 #[test]
 fn obs_29_enable_with_enhanced_broadcasting_on() {
     enable_with_enhanced_broadcasting(ObsVersion::Host);
+}
+
+#[test]
+fn obs_30_enable_with_enhanced_broadcasting_on() {
+    enable_with_enhanced_broadcasting(ObsVersion::Trixie);
 }
 
 #[test]

@@ -44,7 +44,7 @@ fn libobs_exports(root: &Path) -> BTreeSet<String> {
         let path = lib.join(name);
         assert!(
             path.exists(),
-            "{} is missing (Debian 12: apt-get install libobs-dev obs-studio; the sid root: .ci/sid-root.sh)",
+            "{} is missing (Debian 12: apt-get install libobs-dev obs-studio; the other roots: .ci/<suite>-root.sh)",
             path.display()
         );
         names.extend(nm(&["-D", "--defined-only"], &path));
@@ -52,26 +52,31 @@ fn libobs_exports(root: &Path) -> BTreeSet<String> {
     names
 }
 
-fn sid_root() -> PathBuf {
+/// A Debian root made by `.ci/<suite>-root.sh` (or named by `env`).
+fn debian_root(suite: &str, env: &str) -> PathBuf {
     let root = PathBuf::from(
-        std::env::var("OBS_GOAWAY_SID_ROOT").unwrap_or_else(|_| "/var/cache/obs-goaway/sid".into()),
+        std::env::var(env).unwrap_or_else(|_| format!("/var/cache/obs-goaway/{suite}")),
     );
     assert!(
         root.join("usr/bin/obs").exists(),
-        "the Debian sid root with OBS 32 is missing at {} (make it with .ci/sid-root.sh)",
+        "the Debian {suite} root with OBS is missing at {} (make it with .ci/{suite}-root.sh)",
         root.display()
     );
     root
 }
 
 #[test]
-fn every_libobs_import_exists_in_obs_29_and_32() {
+fn every_libobs_import_exists_in_obs_29_30_and_32() {
     let imports: BTreeSet<String> = nm(&["-D", "--undefined-only"], &plugin())
         .into_iter()
         .filter(|s| !s.contains('@') && !s.starts_with("_ITM_") && s != "__gmon_start__")
         .collect();
     assert!(imports.contains("obs_register_output_s"), "{imports:?}");
-    for (version, root) in [("29.0.2", PathBuf::from("/")), ("32.2.2", sid_root())] {
+    for (version, root) in [
+        ("29.0.2", PathBuf::from("/")),
+        ("30.2.3", debian_root("trixie", "OBS_GOAWAY_TRIXIE_ROOT")),
+        ("32.2.2", debian_root("sid", "OBS_GOAWAY_SID_ROOT")),
+    ] {
         let exports = libobs_exports(&root);
         let missing: Vec<&String> = imports.difference(&exports).collect();
         assert!(

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a Debian 12 machine, from nothing: installs the real peers the
 # tests run against (nginx-rtmp, ffmpeg, OBS Studio 29.0.2, Xvfb, a Debian sid root with
-# OBS 32.2.2 and wine, the Windows cross toolchain, lintian), builds the plugin, then runs
-# `cargo test`. Needs root (apt, chroot, mounts); run it with sudo otherwise.
+# OBS 32.2.2 and wine, a Debian trixie root with OBS 30.2.3, the Windows cross toolchain,
+# lintian), builds the plugin, then runs `cargo test`. Needs root (apt, chroot, mounts);
+# run it with sudo otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,9 @@ fi
 
 step "Debian sid root with OBS 32.2.2 and wine"
 .ci/sid-root.sh
+
+step "Debian trixie root with OBS 30.2.3"
+.ci/trixie-root.sh
 
 step "building the plugin (release: what the OBS tests load)"
 cargo build --release

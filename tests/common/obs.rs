@@ -1,5 +1,6 @@
-//! Real OBS Studio, headless, for integration tests: OBS 29.0.2 from Debian 12 on the host
-//! and OBS 32.2.2 in a Debian sid root (made by `.ci/sid-root.sh`), each on its own Xvfb.
+//! Real OBS Studio, headless, for integration tests: OBS 29.0.2 from Debian 12 on the host,
+//! OBS 30.2.3 in a Debian trixie root and OBS 32.2.2 in a Debian sid root (made by
+//! `.ci/trixie-root.sh` and `.ci/sid-root.sh`), each on its own Xvfb.
 //!
 //! ```text
 //! ProfileBuilder::new(version)      a throw-away HOME with a complete OBS configuration:
@@ -45,6 +46,10 @@ use tokio_tungstenite::tungstenite::Message;
 pub const SID_ROOT_ENV: &str = "OBS_GOAWAY_SID_ROOT";
 /// Where `.ci/sid-root.sh` puts the sid root by default.
 pub const DEFAULT_SID_ROOT: &str = "/var/cache/obs-goaway/sid";
+/// Environment variable naming the Debian trixie root with OBS 30.2.
+pub const TRIXIE_ROOT_ENV: &str = "OBS_GOAWAY_TRIXIE_ROOT";
+/// Where `.ci/trixie-root.sh` puts the trixie root by default.
+pub const DEFAULT_TRIXIE_ROOT: &str = "/var/cache/obs-goaway/trixie";
 /// The lock every OBS run holds (`flock`), across threads and test processes.
 pub const LOCK_FILE: &str = "/var/cache/obs-goaway/obs.lock";
 /// Stream key the scenario publishes to.
@@ -67,18 +72,21 @@ const LOCK_TIMEOUT_SECS: u32 = 900;
 pub enum ObsVersion {
     /// `/usr/bin/obs` on the host: Debian 12's OBS 29.0.2 (Qt 5).
     Host,
+    /// `/usr/bin/obs` in the Debian trixie root: OBS 30.2.3 (Qt 6), run with `chroot`.
+    Trixie,
     /// `/usr/bin/obs` in the Debian sid root: OBS 32.2.2 (Qt 6), run with `chroot`.
     Sid,
 }
 
 impl ObsVersion {
-    /// Both versions, oldest first.
-    pub const ALL: [Self; 2] = [Self::Host, Self::Sid];
+    /// Every version, oldest first.
+    pub const ALL: [Self; 3] = [Self::Host, Self::Trixie, Self::Sid];
 
     /// The OBS version string, as OBS logs it (`OBS 29.0.2`...).
     pub fn version(self) -> &'static str {
         match self {
             Self::Host => "29.0.2",
+            Self::Trixie => "30.2.3",
             Self::Sid => "32.2.2",
         }
     }
@@ -87,36 +95,38 @@ impl ObsVersion {
     pub fn major(self) -> u32 {
         match self {
             Self::Host => 29,
+            Self::Trixie => 30,
             Self::Sid => 32,
         }
     }
 
-    /// The root OBS runs in: `None` for the host, the sid root for [`ObsVersion::Sid`]
-    /// (`$OBS_GOAWAY_SID_ROOT`, else [`DEFAULT_SID_ROOT`]). Panics if it is missing.
+    /// The root OBS runs in: `None` for the host, else the Debian root made by
+    /// `.ci/<suite>-root.sh` (its environment variable, else its default path). Panics if it
+    /// is missing.
     pub fn root(self) -> Option<PathBuf> {
-        match self {
-            Self::Host => None,
-            Self::Sid => {
-                let root = std::env::var_os(SID_ROOT_ENV)
-                    .map_or_else(|| PathBuf::from(DEFAULT_SID_ROOT), PathBuf::from);
-                let mut in_progress = root.clone().into_os_string();
-                in_progress.push(".tmp");
-                let note = if Path::new(&in_progress).exists() {
-                    "; .ci/sid-root.sh seems to be making it right now (a .tmp exists): wait for it"
-                } else {
-                    ""
-                };
-                for needed in ["usr/bin/obs", "usr/bin/Xvfb"] {
-                    assert!(
-                        root.join(needed).exists(),
-                        "OBS 32 tests need the Debian sid root at {} (no {needed} there): \
-                         run .ci/sid-root.sh (or set {SID_ROOT_ENV} to a root it made){note}",
-                        root.display()
-                    );
-                }
-                Some(root)
-            }
+        let (suite, env, default) = match self {
+            Self::Host => return None,
+            Self::Trixie => ("trixie", TRIXIE_ROOT_ENV, DEFAULT_TRIXIE_ROOT),
+            Self::Sid => ("sid", SID_ROOT_ENV, DEFAULT_SID_ROOT),
+        };
+        let root = std::env::var_os(env).map_or_else(|| PathBuf::from(default), PathBuf::from);
+        let mut in_progress = root.clone().into_os_string();
+        in_progress.push(".tmp");
+        let note = if Path::new(&in_progress).exists() {
+            format!("; .ci/{suite}-root.sh seems to be making it right now (a .tmp exists): wait for it")
+        } else {
+            String::new()
+        };
+        for needed in ["usr/bin/obs", "usr/bin/Xvfb"] {
+            assert!(
+                root.join(needed).exists(),
+                "OBS {} tests need the Debian {suite} root at {} (no {needed} there): \
+                 run .ci/{suite}-root.sh (or set {env} to a root it made){note}",
+                self.major(),
+                root.display()
+            );
         }
+        Some(root)
     }
 
     /// Fails the test with a clear message if anything this version needs is missing.
@@ -133,10 +143,14 @@ impl ObsVersion {
             Some(_) => {
                 assert!(
                     is_root(),
-                    "running OBS in the sid root needs root (chroot, mount)"
+                    "running OBS in a Debian root needs root (chroot, mount)"
                 );
                 for tool in ["chroot", "mount", "umount"] {
-                    assert!(has_command(tool), "{tool} is required for OBS 32 tests");
+                    assert!(
+                        has_command(tool),
+                        "{tool} is required for OBS {} tests",
+                        self.major()
+                    );
                 }
             }
         }
@@ -153,6 +167,7 @@ impl fmt::Display for ObsVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Host => write!(f, "OBS {} (Debian 12 host)", self.version()),
+            Self::Trixie => write!(f, "OBS {} (Debian trixie root)", self.version()),
             Self::Sid => write!(f, "OBS {} (Debian sid root)", self.version()),
         }
     }

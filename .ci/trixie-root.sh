@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Makes (or completes) a Debian 13 (trixie) root with OBS Studio 30.2, for the tests that
+# run the plugin in the OBS between Debian 12's 29.0 and sid's 32 (Enhanced Broadcasting
+# arrived in 30.2).
+# Usage: .ci/trixie-root.sh [ROOT]   (default /var/cache/obs-goaway/trixie); prints the root's path.
+set -euo pipefail
+exec "$(dirname "$0")/debian-root.sh" trixie "${1:-/var/cache/obs-goaway/trixie}" \
+    obs-studio,xvfb,xauth,ca-certificates,fonts-dejavu-core
