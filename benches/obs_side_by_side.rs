@@ -36,7 +36,8 @@ fn row(version: ObsVersion, output: &str, o: &ScenarioOutcome) {
 
 fn main() {
     let mut outcomes = Vec::new();
-    for version in ObsVersion::ALL {
+    // Not OBS 30.2.3: quitting it while the plugin streams crashes it (README: Known issues).
+    for version in [ObsVersion::Host, ObsVersion::Sid] {
         let builtin =
             run_outage_scenario(version, |server| rtmp_custom(server, SCENARIO_KEY), |p| p);
         let goaway = run_outage_scenario(
