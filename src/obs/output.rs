@@ -9,15 +9,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use obs_sys::{
     audio_output_get_channels, bfree, calldata_set_data, calldata_t, encoder_packet, obs_data_t,
     obs_encoder_audio, obs_encoder_get_caps, obs_encoder_get_codec, obs_encoder_get_extra_data,
-    obs_encoder_get_height, obs_encoder_get_name, obs_encoder_get_sample_rate,
-    obs_encoder_get_settings, obs_encoder_get_width, obs_encoder_t, obs_encoder_update,
-    obs_encoder_video, obs_output_begin_data_capture, obs_output_can_begin_data_capture,
-    obs_output_end_data_capture, obs_output_get_audio_encoder, obs_output_get_delay,
-    obs_output_get_service, obs_output_get_settings, obs_output_get_signal_handler,
-    obs_output_get_video_encoder, obs_output_info, obs_output_initialize_encoders,
-    obs_output_set_last_error, obs_output_signal_stop, obs_output_t, obs_register_output_s,
-    obs_service_get_id, obs_service_get_settings, signal_handler_signal,
-    video_output_get_frame_rate, OBS_ENCODER_CAP_DYN_BITRATE, OBS_OUTPUT_AV,
+    obs_encoder_get_height, obs_encoder_get_name, obs_encoder_get_ref, obs_encoder_get_sample_rate,
+    obs_encoder_get_settings, obs_encoder_get_width, obs_encoder_release, obs_encoder_t,
+    obs_encoder_update, obs_encoder_video, obs_output_begin_data_capture,
+    obs_output_can_begin_data_capture, obs_output_end_data_capture, obs_output_get_audio_encoder,
+    obs_output_get_delay, obs_output_get_service, obs_output_get_settings,
+    obs_output_get_signal_handler, obs_output_get_video_encoder, obs_output_info,
+    obs_output_initialize_encoders, obs_output_set_last_error, obs_output_signal_stop,
+    obs_output_t, obs_register_output_s, obs_service_get_id, obs_service_get_settings,
+    signal_handler_signal, video_output_get_frame_rate, OBS_ENCODER_CAP_DYN_BITRATE, OBS_OUTPUT_AV,
     OBS_OUTPUT_CONNECT_FAILED, OBS_OUTPUT_DISCONNECTED, OBS_OUTPUT_ENCODED,
     OBS_OUTPUT_ENCODE_ERROR, OBS_OUTPUT_ERROR, OBS_OUTPUT_INVALID_STREAM, OBS_OUTPUT_SERVICE,
     OBS_OUTPUT_SUCCESS,
@@ -60,6 +60,53 @@ struct Output {
     live: LiveOutput,
     /// Why the stream must end now, if it must: [`ABORT_ENCODER`] or [`ABORT_INTERNAL`].
     abort: Arc<AtomicU8>,
+    /// The encoders of the last stream, kept alive until the next start or `destroy`
+    /// (dropped after `live`, so after the stream ended).
+    encoders: Mutex<HeldEncoders>,
+}
+
+/// Strong references to the encoders a stream used.
+///
+/// When OBS quits while streaming, its frontend releases its encoders before it destroys
+/// the stream output. libobs 30.2 then frees each encoder's reference count while the
+/// encoder is still running, and ending the output's data capture afterwards
+/// (`obs_encoder_stop`) takes a reference in freed memory: heap corruption, a crash at
+/// exit (fixed in OBS 31 by outputs holding strong references themselves). Holding our
+/// own references makes every OBS version release the encoders only once the output is
+/// done with them.
+#[derive(Default)]
+struct HeldEncoders(Vec<*mut obs_encoder_t>);
+
+// SAFETY: encoder references are atomic counts; releasing one is safe on any thread.
+unsafe impl Send for HeldEncoders {}
+
+impl HeldEncoders {
+    /// References to `output`'s video and audio encoders.
+    ///
+    /// # Safety
+    /// `output` is a live output.
+    unsafe fn of(output: *mut obs_output_t) -> Self {
+        let encoders = [
+            obs_output_get_video_encoder(output),
+            obs_output_get_audio_encoder(output, 0),
+        ];
+        Self(
+            encoders
+                .into_iter()
+                .map(|encoder| obs_encoder_get_ref(encoder))
+                .filter(|encoder| !encoder.is_null())
+                .collect(),
+        )
+    }
+}
+
+impl Drop for HeldEncoders {
+    fn drop(&mut self) {
+        for encoder in self.0.drain(..) {
+            // SAFETY: each pointer holds one reference, taken in `of`.
+            unsafe { obs_encoder_release(encoder) };
+        }
+    }
 }
 
 /// The encoder handed OBS a NULL packet: the stream ends as an encode error.
@@ -108,6 +155,9 @@ impl Output {
             if !obs_output_initialize_encoders(output, 0) {
                 return Err(locale::text(tr!("Error.Encoders")));
             }
+            // The previous stream's encoders go only now that it is over.
+            *self.encoders.lock().unwrap_or_else(PoisonError::into_inner) =
+                HeldEncoders::of(output);
         }
         let (destination, options) = self.destination()?;
         let mut config = session_config(&destination, &options)
@@ -548,6 +598,7 @@ unsafe extern "C" fn create(_settings: *mut obs_data_t, output: *mut obs_output_
                 output: OutputPtr(output),
                 live,
                 abort: Arc::default(),
+                encoders: Mutex::default(),
             }))
             .cast(),
             Err(error) => {
