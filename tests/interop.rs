@@ -83,7 +83,8 @@ fn publishes_over_rtmps_through_a_tls_terminator() {
     std::thread::sleep(Duration::from_millis(300));
     let files = nginx.recordings("secure");
     let input = sample_tags();
-    assert!(compare(&input, &read_flv(&files[0])).is_lossless());
+    let report = compare(&input, &read_flv(&files[0]));
+    assert!(report.is_lossless(), "{report:?}");
     assert_eq!(ffprobe_decoded_frames(&files[0]), frame_counts(&input));
 }
 

@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use super::{Claim, Control, Outage, Registry, SignalKind};
 use crate::protocol::auth::Verdict;
 use crate::protocol::{ServerEvent, ServerSession, Transmit};
-use crate::transport::io::{handshake_seed, sleep_until_some, write_some};
+use crate::transport::io::{handshake_seed, send, sleep_until_some, Sent};
 use crate::transport::stream::{tune_socket, Stream};
 use crate::transport::LinkError;
 
@@ -94,10 +94,11 @@ impl Connection {
         let mut next_signal = None;
         let mut close_at = None;
         let mut closing = false;
+        let mut unflushed = false;
         let idle_timeout = self.registry.config.idle_timeout;
         let mut last_input = tokio::time::Instant::now();
         loop {
-            if closing && session.queued() == 0 {
+            if closing && session.queued() == 0 && !unflushed {
                 return Ok(());
             }
             tokio::select! {
@@ -154,8 +155,14 @@ impl Connection {
                         }
                     }
                 }
-                written = write_some(&mut writer, &session), if session.queued() > 0 => {
-                    session.advance(written?);
+                sent = send(&mut writer, &session, unflushed), if session.queued() > 0 || unflushed => {
+                    match sent? {
+                        Sent::Bytes(n) => {
+                            session.advance(n);
+                            unflushed = true;
+                        }
+                        Sent::Flushed => unflushed = false,
+                    }
                 }
                 Some(Control::Signal(kind)) = control_rx.recv() => {
                     self.send_signal(&mut session, kind);

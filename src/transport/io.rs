@@ -11,35 +11,55 @@ use crate::protocol::Transmit;
 /// Slices offered per write: enough for 32 chunks of header + payload.
 const MAX_SLICES: usize = 64;
 
-/// One vectored write of the endpoint's queued output, flushed through any TLS layer;
-/// returns the bytes written.
+/// What one [`send`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// This many bytes of the endpoint's output were taken: `advance` it by them.
+    Bytes(usize),
+    /// What earlier writes left in a TLS layer went out to the socket.
+    Flushed,
+}
+
+/// One step of sending the endpoint's queued output: flushes first if an earlier write
+/// may have left bytes in a TLS layer (`unflushed`), otherwise writes once, vectored.
 ///
-/// Cancel-safe: bytes are accounted only when this returns; a TLS layer keeps what it
-/// accepted and sends it with the next write or flush.
-pub(crate) async fn write_some<W, T>(writer: &mut W, endpoint: &T) -> io::Result<usize>
+/// Cancel-safe, so drivers can `select!` on it: a write that took bytes returns at once,
+/// and a flush can be started again. (A write followed by a flush in one future is not: a
+/// `select!` dropping it while the flush waits would lose the count of bytes the TLS layer
+/// already took, and send them twice.)
+pub(crate) async fn send<W, T>(writer: &mut W, endpoint: &T, unflushed: bool) -> io::Result<Sent>
 where
     W: AsyncWrite + Unpin,
     T: Transmit,
 {
+    if unflushed {
+        writer.flush().await?;
+        return Ok(Sent::Flushed);
+    }
     let mut slices = [IoSlice::new(&[]); MAX_SLICES];
     let n = endpoint.io_slices(&mut slices);
     let written = writer.write_vectored(&slices[..n]).await?;
     if written == 0 && n > 0 {
         return Err(io::ErrorKind::WriteZero.into());
     }
-    writer.flush().await?;
-    Ok(written)
+    Ok(Sent::Bytes(written))
 }
 
-/// Writes everything the endpoint has queued.
+/// Writes and flushes everything the endpoint has queued.
 pub(crate) async fn flush_all<W, T>(writer: &mut W, endpoint: &mut T) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
     T: Transmit,
 {
-    while endpoint.queued() > 0 {
-        let n = write_some(writer, endpoint).await?;
-        endpoint.advance(n);
+    let mut unflushed = false;
+    while endpoint.queued() > 0 || unflushed {
+        match send(writer, endpoint, unflushed).await? {
+            Sent::Bytes(n) => {
+                endpoint.advance(n);
+                unflushed = true;
+            }
+            Sent::Flushed => unflushed = false,
+        }
     }
     Ok(())
 }
@@ -62,5 +82,93 @@ pub(crate) async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::{pin, Pin};
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    /// Output waiting to be written, offered in 3-byte slices.
+    struct Queue(Vec<u8>);
+
+    impl Transmit for Queue {
+        fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+            let mut filled = 0;
+            for (slot, chunk) in slices.iter_mut().zip(self.0.chunks(3)) {
+                *slot = IoSlice::new(chunk);
+                filled += 1;
+            }
+            filled
+        }
+        fn advance(&mut self, n: usize) {
+            self.0.drain(..n);
+        }
+        fn queued(&self) -> usize {
+            self.0.len()
+        }
+    }
+
+    /// A writer like a TLS layer: each write takes up to 5 bytes into its own buffer, and
+    /// a flush needs a second poll before they reach the socket (`out`).
+    #[derive(Default)]
+    struct Layered {
+        buffered: Vec<u8>,
+        out: Vec<u8>,
+        flush_polls: u32,
+    }
+
+    impl AsyncWrite for Layered {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(5);
+            self.buffered.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.flush_polls += 1;
+            if self.flush_polls % 2 == 1 {
+                return Poll::Pending;
+            }
+            let this = &mut *self;
+            this.out.append(&mut this.buffered);
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Every `send` that does not finish at its first poll is dropped, as by a `select!`
+    /// whose other branch won: every byte still reaches the socket exactly once, in order.
+    #[test]
+    fn send_is_cancel_safe() {
+        let data: Vec<u8> = (0..=255).collect();
+        let mut queue = Queue(data.clone());
+        let mut writer = Layered::default();
+        let mut unflushed = false;
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut dropped = 0;
+        while queue.queued() > 0 || unflushed {
+            let polled = pin!(send(&mut writer, &queue, unflushed)).poll(&mut cx);
+            match polled {
+                Poll::Ready(Ok(Sent::Bytes(n))) => {
+                    queue.advance(n);
+                    unflushed = true;
+                }
+                Poll::Ready(Ok(Sent::Flushed)) => unflushed = false,
+                Poll::Ready(Err(e)) => panic!("{e}"),
+                Poll::Pending => dropped += 1,
+            }
+        }
+        assert!(dropped > 0, "no send was ever dropped");
+        assert_eq!(writer.out, data);
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::io::{flush_all, handshake_seed, sleep_until_some, write_some};
+use super::io::{flush_all, handshake_seed, send, sleep_until_some, Sent};
 use super::stream::{dial, LocalEnd, Stream};
 use super::url::RtmpUrl;
 use super::LinkError;
@@ -352,6 +352,7 @@ impl Driver {
         let mut finishing = false;
         let mut fin_deadline = None;
         let mut write_progress = Instant::now();
+        let mut unflushed = false;
         let (mut acked, mut ack_progress) = (self.publisher.bytes_acked(), Instant::now());
         loop {
             let now = Instant::now();
@@ -361,10 +362,11 @@ impl Driver {
                 self.mark_delivered(acked);
             }
             let queued = self.publisher.queued();
-            if queued == 0 {
+            let sending = queued > 0 || unflushed;
+            if !sending {
                 write_progress = now;
             }
-            if finishing && queued == 0 && fin_deadline.is_none() {
+            if finishing && !sending && fin_deadline.is_none() {
                 writer.shutdown().await?;
                 fin_deadline = Some(now + FIN_WAIT);
             }
@@ -410,12 +412,17 @@ impl Driver {
                     }
                     None => finishing = true,
                 },
-                written = write_some(&mut writer, &self.publisher), if queued > 0 => {
-                    let n = written?;
-                    self.publisher.advance(n);
+                sent = send(&mut writer, &self.publisher, unflushed), if sending => {
+                    match sent? {
+                        Sent::Bytes(n) => {
+                            self.publisher.advance(n);
+                            unflushed = true;
+                        }
+                        Sent::Flushed => unflushed = false,
+                    }
                     write_progress = Instant::now();
                 }
-                () = sleep_until(write_progress + self.write_timeout), if queued > 0 => {
+                () = sleep_until(write_progress + self.write_timeout), if sending => {
                     return Err(LinkError::Stalled("writes made no progress"));
                 }
                 () = sleep_until_some(ack_deadline) => {

@@ -106,7 +106,7 @@ impl Nginx {
                 "load_module /usr/lib/nginx/modules/ngx_stream_module.so;".to_string(),
                 format!(
                     "stream {{ server {{ listen 127.0.0.1:{tls_port} ssl; ssl_certificate {}; \
-                     ssl_certificate_key {}; proxy_pass 127.0.0.1:{port}; }} }}",
+                     ssl_certificate_key {}; proxy_half_close on; proxy_pass 127.0.0.1:{port}; }} }}",
                     cert.display(),
                     key.display()
                 ),
