@@ -148,9 +148,15 @@ struct Rig {
 }
 
 impl Rig {
-    /// Starts publishing `key` with `config` (its URL is filled in) and waits until it
-    /// publishes.
-    fn start(key: &str, mut config: SessionConfig) -> Self {
+    /// Starts publishing `key` with `config` (its URL is filled in) from a socket with a
+    /// 32 KiB send buffer and waits until it publishes.
+    fn start(key: &str, config: SessionConfig) -> Self {
+        Self::start_with(key, config, Some(32 * 1024))
+    }
+
+    /// As [`Rig::start`], with a send buffer of `send_buffer` bytes (`None`: the OS's,
+    /// which Linux grows to megabytes on loopback).
+    fn start_with(key: &str, mut config: SessionConfig, send_buffer: Option<usize>) -> Self {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let rate = Arc::new(AtomicU64::new(0));
@@ -163,7 +169,7 @@ impl Rig {
         });
         let output = LiveOutput::new("live-test").unwrap();
         config.url = RtmpUrl::parse(&format!("rtmp://{relay}/live/{key}")).unwrap();
-        config.link.local.send_buffer = Some(32 * 1024);
+        config.link.local.send_buffer = send_buffer;
         let (events_tx, events) = mpsc::channel();
         output.start(config, setup(), Events(events_tx)).unwrap();
         assert_eq!(
@@ -233,7 +239,10 @@ impl Rig {
             }
             log.push(event);
         };
-        assert!(ended.starts_with("ended: Stopped"), "{ended}");
+        assert!(
+            ended.starts_with("ended: Stopped"),
+            "{ended}; events before: {log:?}"
+        );
         std::thread::sleep(Duration::from_millis(300));
         let stats = self.ingest.stats().remove(key).expect("nothing recorded");
         drop(self.ingest);
@@ -335,6 +344,39 @@ fn a_slow_reader_makes_video_drop_like_obs_and_recovers() {
         congestion_after < 0.5,
         "congestion did not recover: {congestion_after}"
     );
+}
+
+/// A link slower than the stream, from a socket whose send buffer the OS grew to megabytes
+/// while the link was fast: the backlog must stay where congestion control sees it (video
+/// drops as with a small buffer), and the socket must not look stalled while TCP still
+/// delivers (no needless resume).
+#[test]
+fn a_slow_link_behind_a_big_send_buffer_drops_video_and_does_not_stall() {
+    let mut config = SessionConfig::new(RtmpUrl::parse("rtmp://127.0.0.1/live/big").unwrap());
+    config.congestion = Some(DropThresholds::default());
+    let rig = Rig::start_with("big", config, None);
+    // 240 kB/s of video: full speed for 2 s (the OS grows the buffer), then 14 s at 80 kB/s.
+    let (sent_video, _, start) = rig.feed(
+        Duration::from_secs(16),
+        |t| if t.as_secs() < 2 { 0 } else { 80_000 },
+        || 2 * FRAME_BYTES,
+        || (),
+    );
+    let dropped = rig.output.handle().unwrap().dropped_frames();
+    let (log, tags) = rig.finish(start, "big");
+    let lost: Vec<&String> = log
+        .iter()
+        .filter(|e| e.starts_with("ConnectionLost"))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "a slow link was taken for a dead one: {lost:?}"
+    );
+    println!(
+        "video sent {sent_video}, received {}, dropped {dropped}",
+        received(&tags, TagKind::Video).len()
+    );
+    assert!(dropped > 0, "80 kB/s for a 240 kB/s stream must drop video");
 }
 
 /// Dynamic bitrate: the same kind of slow reader lowers the bitrate the session asks of the

@@ -92,6 +92,17 @@ async fn connect_from(addr: SocketAddr, bind: Option<IpAddr>) -> io::Result<TcpS
     socket.connect(addr).await
 }
 
+/// How many bytes not yet sent a publisher's socket may hold (`TCP_NOTSENT_LOWAT`).
+///
+/// Linux grows a send buffer to megabytes, and on a link slower than the stream that is
+/// seconds of media out of the session's sight: congestion control would not see the
+/// backlog, and the socket would stay unwritable for longer than the write timeout while
+/// TCP still delivers. With this limit the backlog stays in the session; 128 KiB is about
+/// 170 ms of a 6 Mb/s stream, well under the 700 ms at which video drops begin, and
+/// in-flight data (bounded by the congestion window) is not limited.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const UNSENT_LIMIT: u32 = 128 * 1024;
+
 /// Resolves and connects to `url`, trying each address in turn, then runs TLS if rtmps.
 pub async fn dial(
     url: &RtmpUrl,
@@ -138,6 +149,10 @@ pub async fn dial(
         }
     };
     tune_socket(&tcp, user_timeout);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = SockRef::from(&tcp).set_tcp_notsent_lowat(UNSENT_LIMIT) {
+        log::debug!("TCP_NOTSENT_LOWAT not set: {e}");
+    }
     if let Some(size) = local.send_buffer {
         if let Err(e) = SockRef::from(&tcp).set_send_buffer_size(size) {
             log::debug!("send buffer size not set: {e}");
