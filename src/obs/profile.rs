@@ -362,11 +362,6 @@ pub(crate) fn is_enabled() -> bool {
     Current::get().is_some_and(|c| c.is_ours())
 }
 
-/// The profile option of Enhanced Broadcasting (basic.ini).
-fn multitrack_option() -> (*const c_char, *const c_char) {
-    (cstr!("Stream1"), cstr!("EnableMultitrackVideo"))
-}
-
 /// Whether OBS sets Enhanced Broadcasting up for the profile's stream with `service` and the
 /// profile's option as they are now. OBS's output handler decides it once, when the profile
 /// loads (`BasicOutputHandler`'s constructor), and every Start Streaming follows that
@@ -376,30 +371,20 @@ fn multitrack_option() -> (*const c_char, *const c_char) {
 /// URL; taking Custom too only errs on the side of asking for a restart).
 fn sets_up_multitrack(service: &Current) -> bool {
     let running = Running::detect();
-    if !running.has_multitrack() {
+    let Some(option) = MultitrackOption::read(running) else {
         return false;
-    }
-    let (section, name) = multitrack_option();
-    // SAFETY: the profile's config lives as long as the profile; libobs's config calls
-    // lock it. The service's settings are live.
-    let (option_set, option_on, has_url) = unsafe {
-        let config = obs_frontend_get_profile_config();
-        if config.is_null() {
-            return false;
-        }
-        (
-            config_has_user_value(config, section, name),
-            config_get_bool(config, section, name),
-            obs_data_has_user_value(
-                service.settings.as_ptr().cast_mut(),
-                cstr!("multitrack_video_configuration_url"),
-            ),
+    };
+    // SAFETY: the service's settings are live.
+    let has_url = unsafe {
+        obs_data_has_user_value(
+            service.settings.as_ptr().cast_mut(),
+            cstr!("multitrack_video_configuration_url"),
         )
     };
     if running.multitrack_needs_capable_service() {
-        option_on && (has_url || service.id == CUSTOM_ID)
-    } else if option_set {
-        option_on
+        option.on && (has_url || service.id == CUSTOM_ID)
+    } else if option.set {
+        option.on
     } else {
         has_url
     }
@@ -421,35 +406,60 @@ fn warn_reload_required() {
     );
 }
 
+/// The current profile's Enhanced Broadcasting option (`Stream1` / `EnableMultitrackVideo` in
+/// its basic.ini).
+struct MultitrackOption {
+    config: *mut config_t,
+    /// Whether the profile sets it (rather than leaving OBS's default).
+    set: bool,
+    on: bool,
+}
+
+impl MultitrackOption {
+    const SECTION: *const c_char = cstr!("Stream1");
+    const NAME: *const c_char = cstr!("EnableMultitrackVideo");
+
+    /// The option, on OBS 30.2+ with a profile loaded.
+    fn read(running: Running) -> Option<Self> {
+        if !running.has_multitrack() {
+            return None;
+        }
+        // SAFETY: the profile's config lives as long as the profile; libobs's config calls
+        // lock it.
+        unsafe {
+            let config = obs_frontend_get_profile_config();
+            (!config.is_null()).then(|| Self {
+                config,
+                set: config_has_user_value(config, Self::SECTION, Self::NAME),
+                on: config_get_bool(config, Self::SECTION, Self::NAME),
+            })
+        }
+    }
+}
+
 /// Whether the profile's Enhanced Broadcasting option is on (OBS 30.2+).
 fn multitrack_on() -> bool {
-    if !Running::detect().has_multitrack() {
-        return false;
-    }
-    let (section, name) = multitrack_option();
-    // SAFETY: the profile's config lives as long as the profile; libobs's config calls
-    // lock it.
-    unsafe {
-        let config = obs_frontend_get_profile_config();
-        !config.is_null() && config_get_bool(config, section, name)
-    }
+    MultitrackOption::read(Running::detect()).is_some_and(|option| option.on)
 }
 
 /// Sets the profile's Enhanced Broadcasting option and saves the profile (OBS 30.2+). True
 /// if it changed.
 fn set_multitrack(on: bool) -> bool {
-    if !Running::detect().has_multitrack() || multitrack_on() == on {
+    let Some(option) = MultitrackOption::read(Running::detect()) else {
+        return false;
+    };
+    if option.on == on {
         return false;
     }
-    let (section, name) = multitrack_option();
-    // SAFETY: as in `multitrack_on`.
+    // SAFETY: as in `MultitrackOption::read`.
     unsafe {
-        let config = obs_frontend_get_profile_config();
-        if config.is_null() {
-            return false;
-        }
-        config_set_bool(config, section, name, on);
-        config_save_safe(config, cstr!("tmp"), ptr::null());
+        config_set_bool(
+            option.config,
+            MultitrackOption::SECTION,
+            MultitrackOption::NAME,
+            on,
+        );
+        config_save_safe(option.config, cstr!("tmp"), ptr::null());
     }
     true
 }
