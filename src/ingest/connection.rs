@@ -13,8 +13,8 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{Claim, Control, Outage, Registry, SignalKind};
 use crate::protocol::auth::Verdict;
-use crate::protocol::{ServerEvent, ServerSession, Transmit};
-use crate::transport::io::{handshake_seed, send, sleep_until_some, Sent};
+use crate::protocol::{ServerEvent, ServerSession};
+use crate::transport::io::{handshake_seed, sleep_until_some, Sending};
 use crate::transport::stream::{tune_socket, Stream};
 use crate::transport::LinkError;
 
@@ -94,11 +94,11 @@ impl Connection {
         let mut next_signal = None;
         let mut close_at = None;
         let mut closing = false;
-        let mut unflushed = false;
+        let mut sending = Sending::default();
         let idle_timeout = self.registry.config.idle_timeout;
         let mut last_input = tokio::time::Instant::now();
         loop {
-            if closing && session.queued() == 0 && !unflushed {
+            if closing && !sending.pending(&session) {
                 return Ok(());
             }
             tokio::select! {
@@ -155,14 +155,8 @@ impl Connection {
                         }
                     }
                 }
-                sent = send(&mut writer, &session, unflushed), if session.queued() > 0 || unflushed => {
-                    match sent? {
-                        Sent::Bytes(n) => {
-                            session.advance(n);
-                            unflushed = true;
-                        }
-                        Sent::Flushed => unflushed = false,
-                    }
+                sent = sending.step(&mut writer, &session), if sending.pending(&session) => {
+                    sending.done(sent?, &mut session);
                 }
                 Some(Control::Signal(kind)) = control_rx.recv() => {
                     self.send_signal(&mut session, kind);

@@ -11,38 +11,64 @@ use crate::protocol::Transmit;
 /// Slices offered per write: enough for 32 chunks of header + payload.
 const MAX_SLICES: usize = 64;
 
-/// What one [`send`] did.
+/// Sends a sans-IO endpoint's output in steps: vectored writes, each followed by a flush
+/// that moves what a TLS layer took out to the socket.
+///
+/// Each step is cancel-safe, so drivers can `select!` on [`Sending::step`]: a write that
+/// took bytes returns at once, and a flush can be started again. (A write followed by a
+/// flush in one future is not: a `select!` dropping it while the flush waits would lose the
+/// count of bytes the TLS layer already took, and send them twice.)
+#[derive(Debug, Default)]
+pub(crate) struct Sending {
+    /// An earlier write may have left bytes in a TLS layer.
+    unflushed: bool,
+}
+
+/// What one [`Sending::step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sent {
-    /// This many bytes of the endpoint's output were taken: `advance` it by them.
+    /// This many bytes of the endpoint's output were taken.
     Bytes(usize),
     /// What earlier writes left in a TLS layer went out to the socket.
     Flushed,
 }
 
-/// One step of sending the endpoint's queued output: flushes first if an earlier write
-/// may have left bytes in a TLS layer (`unflushed`), otherwise writes once, vectored.
-///
-/// Cancel-safe, so drivers can `select!` on it: a write that took bytes returns at once,
-/// and a flush can be started again. (A write followed by a flush in one future is not: a
-/// `select!` dropping it while the flush waits would lose the count of bytes the TLS layer
-/// already took, and send them twice.)
-pub(crate) async fn send<W, T>(writer: &mut W, endpoint: &T, unflushed: bool) -> io::Result<Sent>
-where
-    W: AsyncWrite + Unpin,
-    T: Transmit,
-{
-    if unflushed {
-        writer.flush().await?;
-        return Ok(Sent::Flushed);
+impl Sending {
+    /// Whether anything is left to write or flush.
+    pub(crate) fn pending(&self, endpoint: &impl Transmit) -> bool {
+        endpoint.queued() > 0 || self.unflushed
     }
-    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-    let n = endpoint.io_slices(&mut slices);
-    let written = writer.write_vectored(&slices[..n]).await?;
-    if written == 0 && n > 0 {
-        return Err(io::ErrorKind::WriteZero.into());
+
+    /// Flushes if an earlier write left bytes behind, otherwise writes once; hand the
+    /// result to [`Sending::done`].
+    pub(crate) async fn step<W, T>(&self, writer: &mut W, endpoint: &T) -> io::Result<Sent>
+    where
+        W: AsyncWrite + Unpin,
+        T: Transmit,
+    {
+        if self.unflushed {
+            writer.flush().await?;
+            return Ok(Sent::Flushed);
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let n = endpoint.io_slices(&mut slices);
+        let written = writer.write_vectored(&slices[..n]).await?;
+        if written == 0 && n > 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        Ok(Sent::Bytes(written))
     }
-    Ok(Sent::Bytes(written))
+
+    /// Accounts a finished step: advances the endpoint past what a write took.
+    pub(crate) fn done(&mut self, sent: Sent, endpoint: &mut impl Transmit) {
+        match sent {
+            Sent::Bytes(n) => {
+                endpoint.advance(n);
+                self.unflushed = true;
+            }
+            Sent::Flushed => self.unflushed = false,
+        }
+    }
 }
 
 /// Writes and flushes everything the endpoint has queued.
@@ -51,15 +77,10 @@ where
     W: AsyncWrite + Unpin,
     T: Transmit,
 {
-    let mut unflushed = false;
-    while endpoint.queued() > 0 || unflushed {
-        match send(writer, endpoint, unflushed).await? {
-            Sent::Bytes(n) => {
-                endpoint.advance(n);
-                unflushed = true;
-            }
-            Sent::Flushed => unflushed = false,
-        }
+    let mut sending = Sending::default();
+    while sending.pending(endpoint) {
+        let sent = sending.step(writer, endpoint).await?;
+        sending.done(sent, endpoint);
     }
     Ok(())
 }
@@ -146,24 +167,20 @@ mod tests {
         }
     }
 
-    /// Every `send` that does not finish at its first poll is dropped, as by a `select!`
+    /// Every step that does not finish at its first poll is dropped, as by a `select!`
     /// whose other branch won: every byte still reaches the socket exactly once, in order.
     #[test]
     fn send_is_cancel_safe() {
         let data: Vec<u8> = (0..=255).collect();
         let mut queue = Queue(data.clone());
         let mut writer = Layered::default();
-        let mut unflushed = false;
+        let mut sending = Sending::default();
         let mut cx = Context::from_waker(Waker::noop());
         let mut dropped = 0;
-        while queue.queued() > 0 || unflushed {
-            let polled = pin!(send(&mut writer, &queue, unflushed)).poll(&mut cx);
+        while sending.pending(&queue) {
+            let polled = pin!(sending.step(&mut writer, &queue)).poll(&mut cx);
             match polled {
-                Poll::Ready(Ok(Sent::Bytes(n))) => {
-                    queue.advance(n);
-                    unflushed = true;
-                }
-                Poll::Ready(Ok(Sent::Flushed)) => unflushed = false,
+                Poll::Ready(Ok(sent)) => sending.done(sent, &mut queue),
                 Poll::Ready(Err(e)) => panic!("{e}"),
                 Poll::Pending => dropped += 1,
             }

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::io::{flush_all, handshake_seed, send, sleep_until_some, Sent};
+use super::io::{flush_all, handshake_seed, sleep_until_some, Sending};
 use super::stream::{dial, LocalEnd, Stream};
 use super::url::RtmpUrl;
 use super::LinkError;
@@ -352,7 +352,7 @@ impl Driver {
         let mut finishing = false;
         let mut fin_deadline = None;
         let mut write_progress = Instant::now();
-        let mut unflushed = false;
+        let mut sending = Sending::default();
         let (mut acked, mut ack_progress) = (self.publisher.bytes_acked(), Instant::now());
         loop {
             let now = Instant::now();
@@ -362,11 +362,11 @@ impl Driver {
                 self.mark_delivered(acked);
             }
             let queued = self.publisher.queued();
-            let sending = queued > 0 || unflushed;
-            if !sending {
+            let pending = sending.pending(&self.publisher);
+            if !pending {
                 write_progress = now;
             }
-            if finishing && !sending && fin_deadline.is_none() {
+            if finishing && !pending && fin_deadline.is_none() {
                 writer.shutdown().await?;
                 fin_deadline = Some(now + FIN_WAIT);
             }
@@ -412,17 +412,11 @@ impl Driver {
                     }
                     None => finishing = true,
                 },
-                sent = send(&mut writer, &self.publisher, unflushed), if sending => {
-                    match sent? {
-                        Sent::Bytes(n) => {
-                            self.publisher.advance(n);
-                            unflushed = true;
-                        }
-                        Sent::Flushed => unflushed = false,
-                    }
+                sent = sending.step(&mut writer, &self.publisher), if pending => {
+                    sending.done(sent?, &mut self.publisher);
                     write_progress = Instant::now();
                 }
-                () = sleep_until(write_progress + self.write_timeout), if sending => {
+                () = sleep_until(write_progress + self.write_timeout), if pending => {
                     return Err(LinkError::Stalled("writes made no progress"));
                 }
                 () = sleep_until_some(ack_deadline) => {
