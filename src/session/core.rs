@@ -19,6 +19,9 @@ use crate::media::{Tag, TagKind};
 use crate::protocol::Event;
 use crate::transport::{LinkError, RtmpUrl, UrlError};
 
+/// Ranges of unacknowledged evicted frames remembered separately; beyond, they merge.
+const MAX_EVICTED_RANGES: usize = 64;
+
 /// Names one connection over its whole life, from [`Command::Open`] to its close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LinkId(pub u64);
@@ -129,6 +132,9 @@ struct Active {
     /// Subtracted from timestamps on this link (0 unless rebasing).
     ts_offset: u32,
     delivered: u64,
+    /// The link starts where no decoder can (the buffer limit dropped the keyframe before
+    /// its first tag): video frames are skipped until a keyframe.
+    needs_keyframe: bool,
 }
 
 impl Active {
@@ -172,6 +178,9 @@ struct Migration {
     started: Instant,
     deadline: Instant,
     deadline_passed: bool,
+    /// A resume point arrived since the signal: the deadline no longer applies (the
+    /// switch waits for a keyframe however long the new connection takes).
+    keyframe_seen: bool,
     break_before_make: bool,
     /// Break-before-make: the old connection being closed.
     closing: Option<LinkId>,
@@ -223,6 +232,9 @@ pub struct SessionCore {
     /// A move request the standby connection's server sent before the switch.
     standby_signal: Option<Event>,
     lost_at: Option<Loss>,
+    /// Frames the buffer limit dropped before the server acknowledged them: (the sequence
+    /// number after the last of them, how many). Lost if their connection fails.
+    evicted: VecDeque<(u64, u64)>,
     /// Headers to send on the active link before the tag at the cursor.
     preamble: VecDeque<Tag>,
     /// The producer is done and the active link was asked to end the stream.
@@ -264,6 +276,7 @@ impl SessionCore {
             migration: None,
             standby_signal: None,
             lost_at: None,
+            evicted: VecDeque::new(),
             preamble: VecDeque::new(),
             finishing: false,
             report: Report::default(),
@@ -295,7 +308,7 @@ impl SessionCore {
             return;
         }
         if let Some(m) = &mut self.migration {
-            if !m.deadline_passed && now >= m.deadline {
+            if !m.deadline_passed && !m.keyframe_seen && now >= m.deadline {
                 m.deadline_passed = true;
                 log::warn!(
                     "no keyframe within {:?} of the {} signal: switching at the next packet",
@@ -334,7 +347,7 @@ impl SessionCore {
         let deadline = self
             .migration
             .as_ref()
-            .filter(|m| !m.deadline_passed)
+            .filter(|m| !m.deadline_passed && !m.keyframe_seen)
             .map(|m| m.deadline);
         let retry = self
             .retry
@@ -436,8 +449,27 @@ impl SessionCore {
                 return;
             }
         }
-        self.buffer.push(tag);
-        let lost = self.buffer.enforce_limits(self.cursor);
+        let seq = self.buffer.push(tag);
+        if let Some(m) = &mut self.migration {
+            m.keyframe_seen |= self
+                .buffer
+                .get(seq)
+                .is_some_and(|t| self.buffer.is_resume_point(t));
+        }
+        let evicted = self.buffer.enforce_limits(self.cursor, self.undelivered());
+        if evicted.unacknowledged > 0 {
+            self.evicted
+                .push_back((self.buffer.first(), evicted.unacknowledged));
+            if self.evicted.len() > MAX_EVICTED_RANGES {
+                // A server that never acknowledges: keep the count, coarser.
+                if let (Some((_, a)), Some((end, b))) =
+                    (self.evicted.pop_front(), self.evicted.pop_front())
+                {
+                    self.evicted.push_front((end, a + b));
+                }
+            }
+        }
+        let lost = evicted.unsent;
         if lost > 0 {
             self.report.lost += lost;
             let total = self.report.lost;
@@ -462,8 +494,9 @@ impl SessionCore {
         }
     }
 
-    /// Forgets tags every link has provably delivered.
-    fn release(&mut self) {
+    /// The first sequence number some link has not provably delivered (the cursor if all
+    /// have).
+    fn undelivered(&self) -> u64 {
         let mut keep = self.cursor;
         if let Some(active) = &self.active {
             keep = keep.min(active.undelivered());
@@ -474,8 +507,35 @@ impl SessionCore {
                 keep = keep.min(delivered);
             }
         }
+        keep
+    }
+
+    /// Forgets tags every link has provably delivered.
+    fn release(&mut self) {
+        let keep = self.undelivered();
         self.buffer.release_before(keep);
+        while self.evicted.front().is_some_and(|&(end, _)| end <= keep) {
+            self.evicted.pop_front();
+        }
         self.config.handle.set_buffer_bytes(self.buffer.bytes());
+    }
+
+    /// A link that had not delivered past `delivered` failed: the frames after it that the
+    /// buffer limit already dropped cannot be sent again. Returns how many (may be lost).
+    fn evicted_after(&mut self, delivered: u64) -> u64 {
+        let mut lost = 0;
+        while self.evicted.back().is_some_and(|&(end, _)| end > delivered) {
+            lost += self.evicted.pop_back().map_or(0, |(_, frames)| frames);
+        }
+        if lost > 0 {
+            self.report.lost += lost;
+            let total = self.report.lost;
+            self.config.handle.update(|s| s.lost = total);
+            log::warn!(
+                "{lost} frames the buffer limit dropped before they were acknowledged may be lost"
+            );
+        }
+        lost
     }
 
     /// Ends the stream once the producer is done and everything was handed over; the
@@ -527,7 +587,7 @@ impl SessionCore {
             });
             return;
         }
-        let Some(tag) = self.buffer.get(self.cursor).cloned() else {
+        let Some(tag) = self.next_decodable() else {
             return;
         };
         if let Some(m) = &self.migration {
@@ -553,6 +613,26 @@ impl SessionCore {
             seq: Some(self.cursor),
         });
         self.cursor += 1;
+    }
+
+    /// The tag at the cursor, after skipping the video frames a link that started without a
+    /// keyframe cannot use (counted as lost).
+    fn next_decodable(&mut self) -> Option<Tag> {
+        loop {
+            let tag = self.buffer.get(self.cursor)?.clone();
+            let active = self.active.as_mut()?;
+            if !active.needs_keyframe || tag.kind != TagKind::Video || !tag.is_frame() {
+                return Some(tag);
+            }
+            if tag.is_keyframe() {
+                active.needs_keyframe = false;
+                return Some(tag);
+            }
+            self.cursor += 1;
+            self.report.lost += 1;
+            let total = self.report.lost;
+            self.config.handle.update(|s| s.lost = total);
+        }
     }
 
     /// Make-before-break: the standby link takes over at the cursor (a keyframe).
@@ -617,11 +697,26 @@ impl SessionCore {
         if let Some(bitrate) = &mut self.bitrate {
             bitrate.reset_estimate();
         }
+        // Only when no keyframe at all is left before the cursor: a switch at the keyframe
+        // deadline starts mid-group on purpose, with the group's start already delivered.
+        let behind = self.buffer.resume_point_at_or_before(self.cursor);
+        let needs_keyframe = self.buffer.has_video()
+            && self.cursor < self.buffer.end()
+            && !self
+                .buffer
+                .get(behind)
+                .is_some_and(|t| self.buffer.is_resume_point(t));
+        if needs_keyframe {
+            log::warn!(
+                "the buffer limit dropped the keyframe to resume from: video waits for the next"
+            );
+        }
         self.active = Some(Active {
             id: link,
             since: self.cursor,
             ts_offset,
             delivered: 0,
+            needs_keyframe,
         });
         if let Some(started) = started {
             let cutover = Cutover {
@@ -741,6 +836,9 @@ impl SessionCore {
             .migration
             .as_ref()
             .is_some_and(|m| m.closing == Some(d.id));
+        if result.is_err() && delivered < d.until {
+            self.evicted_after(delivered);
+        }
         if let Err(error) = result {
             if delivered < d.until && breaking {
                 // Break-before-make: nothing was sent after it yet, so resend from the
@@ -818,6 +916,7 @@ impl SessionCore {
         if !error.is_retryable() {
             return Err(SessionError::Fatal(error));
         }
+        self.evicted_after(undelivered);
         let resume = self.buffer.resume_point_at_or_before(undelivered);
         let duplicates = self
             .buffer
@@ -920,6 +1019,7 @@ impl SessionCore {
             started: now,
             deadline: now + self.config.keyframe_deadline,
             deadline_passed: false,
+            keyframe_seen: false,
             break_before_make,
             closing: None,
         });

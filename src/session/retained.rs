@@ -29,6 +29,16 @@ impl Default for BufferLimits {
     }
 }
 
+/// Frames [`Retained::enforce_limits`] dropped that the server may not have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Evicted {
+    /// Never sent: lost.
+    pub(crate) unsent: u64,
+    /// Sent, not acknowledged: lost if their connection fails, since no resume can reach
+    /// back to them.
+    pub(crate) unacknowledged: u64,
+}
+
 /// Header tags in force at some point of the stream.
 #[derive(Debug, Clone, Default)]
 struct Headers {
@@ -97,6 +107,11 @@ impl Retained {
     pub(crate) fn get(&self, seq: u64) -> Option<&Tag> {
         let index = seq.checked_sub(self.first_seq)?;
         self.tags.get(usize::try_from(index).ok()?)
+    }
+
+    /// Whether the stream has video (so only keyframes are resume points).
+    pub(crate) fn has_video(&self) -> bool {
+        self.has_video
     }
 
     /// Whether a new connection may start with this tag: a video keyframe, or for a stream
@@ -169,23 +184,26 @@ impl Retained {
         self.bytes
     }
 
-    /// Enforces the limits by dropping whole groups of pictures from the front; returns
-    /// how many frames at or after `cursor` (never sent anywhere) were dropped.
-    pub(crate) fn enforce_limits(&mut self, cursor: u64) -> u64 {
-        let mut lost = 0;
+    /// Enforces the limits by dropping whole groups of pictures from the front; says how
+    /// many of the frames dropped were at or after `cursor` (never sent anywhere), and how
+    /// many were sent but at or after `delivered` (not known to have arrived).
+    pub(crate) fn enforce_limits(&mut self, cursor: u64, delivered: u64) -> Evicted {
+        let mut evicted = Evicted::default();
         while self.over_limits() {
             loop {
                 let seq = self.first_seq;
                 let Some(tag) = self.pop_front() else { break };
-                if seq >= cursor && tag.is_frame() {
-                    lost += 1;
+                if tag.is_frame() && seq >= cursor {
+                    evicted.unsent += 1;
+                } else if tag.is_frame() && seq >= delivered {
+                    evicted.unacknowledged += 1;
                 }
                 if self.tags.front().is_none_or(|t| self.is_resume_point(t)) {
                     break;
                 }
             }
         }
-        lost
+        evicted
     }
 
     fn over_limits(&self) -> bool {
@@ -285,12 +303,17 @@ mod tests {
             r.push(inter(g * 1000 + 500));
         }
         // Nothing sent yet (cursor 0): the dropped first group is lost.
-        assert_eq!(r.enforce_limits(0), 2);
+        assert_eq!(r.enforce_limits(0, 0).unsent, 2);
         assert_eq!(r.first(), 2);
         assert!(r.get(2).unwrap().is_keyframe());
-        // Everything already sent: dropping loses nothing.
+        // Everything already sent: dropping loses nothing, unless it was not acknowledged.
         r.push(key(3000));
-        assert_eq!(r.enforce_limits(100), 0);
+        let evicted = r.enforce_limits(100, 3);
+        assert_eq!(evicted.unsent, 0);
+        assert_eq!(
+            evicted.unacknowledged, 1,
+            "the frame at 2500 ms was not acknowledged"
+        );
         assert_eq!(r.first(), 4);
         assert_eq!(r.frames_between(0, 100), 3);
     }
