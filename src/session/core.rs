@@ -386,12 +386,6 @@ impl SessionCore {
         self.buffer.bytes()
     }
 
-    /// Whether a connection attempt is under way or scheduled.
-    #[must_use]
-    pub fn is_reconnecting(&self) -> bool {
-        self.connecting.is_some() || self.retry.is_some()
-    }
-
     fn caught_up(&self) -> bool {
         self.preamble.is_empty() && self.cursor == self.buffer.end()
     }

@@ -20,6 +20,35 @@
 //! a viewer's player expects from one continuous stream, and a server that stitches
 //! connections can line them up. `rebase_timestamps` restarts each connection at zero for
 //! servers that treat every connection as a new stream.
+//!
+//! # Layout
+//!
+//! The decisions are pure, like the protocol layer: [`SessionCore`] takes inputs with the
+//! time as an argument and is polled for what to do; the tokio driver ([`run`]) is the only
+//! part that touches sockets, tasks or the clock.
+//!
+//! ```text
+//!  producer        tokio driver (driver.rs)                     SessionCore (core.rs)
+//!  ────────        ────────────────────────                     ─────────────────────
+//!  tags ─────────▶ Input::Tag / InputEnded ───────────────────▶ handle_input(now, ..)
+//!  links ────────▶ Connected, ConnectFailed, Server(Go Away..), │ retained.rs  what to keep
+//!                  Delivered, Writable, Closed ───────────────▶ │ congestion.rs what to drop
+//!  timer ────────▶ handle_timeout(now) ───────────────────────▶ │ bitrate.rs   what to ask
+//!                                                               │ reconnect.rs when to retry
+//!  links ◀──────── Open, Send, Finish, Close ◀────────────────── poll_command()
+//!  owner ◀──────── SessionEvent ◀─────────────────────────────── poll_event()
+//!  timer ◀──────── next wake-up ◀─────────────────────────────── poll_timeout()
+//! ```
+//!
+//! Polling order, after every `handle_input` or `handle_timeout`: every `poll_command`
+//! (in order; a `Send` uses the room the `Writable` just handled reported), every
+//! `poll_event`, then `poll_outcome` (the session is over when it is `Some`); then wait for
+//! a tag while `wants_input`, for room on the link `wants_room` names, for every link's
+//! events, and for the `poll_timeout` timer.
+//!
+//! tests/session_sim drives the same core in a deterministic simulation (virtual clock,
+//! simulated links and ingests, random fault schedules); a soak of a million schedules:
+//! `SIM_SCHEDULES=1000000 cargo test --release --no-default-features --test session_sim random_fault_schedules`.
 
 mod bitrate;
 mod channel;

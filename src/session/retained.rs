@@ -68,6 +68,9 @@ pub(crate) struct Retained {
     /// Headers of tags that already left the front.
     headers: Headers,
     has_video: bool,
+    /// Sequence numbers of the retained resume points, ascending: finding the one before a
+    /// tag is a search, not a walk over a group of pictures on every input.
+    resume_points: VecDeque<u64>,
     limits: BufferLimits,
     peak_bytes: usize,
 }
@@ -80,6 +83,7 @@ impl Retained {
             bytes: 0,
             headers: Headers::default(),
             has_video: false,
+            resume_points: VecDeque::new(),
             limits,
             peak_bytes: 0,
         }
@@ -87,7 +91,14 @@ impl Retained {
 
     /// Appends a tag; returns its sequence number.
     pub(crate) fn push(&mut self, tag: Tag) -> u64 {
-        self.has_video |= tag.kind == TagKind::Video;
+        if !self.has_video && tag.kind == TagKind::Video {
+            // Audio frames stop being resume points.
+            self.has_video = true;
+            self.resume_points.clear();
+        }
+        if self.is_resume_point(&tag) {
+            self.resume_points.push_back(self.end());
+        }
         self.bytes += tag.data.len();
         self.peak_bytes = self.peak_bytes.max(self.bytes);
         self.tags.push_back(tag);
@@ -127,9 +138,10 @@ impl Retained {
     /// The latest resume point at or before `seq` (the oldest retained tag if none).
     pub(crate) fn resume_point_at_or_before(&self, seq: u64) -> u64 {
         let last = seq.min(self.end().saturating_sub(1));
-        (self.first_seq..=last)
-            .rev()
-            .find(|&s| self.get(s).is_some_and(|t| self.is_resume_point(t)))
+        let after = self.resume_points.partition_point(|&s| s <= last);
+        after
+            .checked_sub(1)
+            .and_then(|i| self.resume_points.get(i).copied())
             .unwrap_or(self.first_seq)
     }
 
@@ -151,6 +163,9 @@ impl Retained {
 
     fn pop_front(&mut self) -> Option<Tag> {
         let tag = self.tags.pop_front()?;
+        if self.resume_points.front() == Some(&self.first_seq) {
+            self.resume_points.pop_front();
+        }
         self.bytes -= tag.data.len();
         self.headers.note(&tag);
         self.first_seq += 1;
@@ -174,6 +189,15 @@ impl Retained {
             } else {
                 self.bytes -= tag.data.len();
                 dropped += u64::from(tag.is_frame());
+            }
+        }
+        // Later tags moved down: number their resume points again.
+        while self.resume_points.back().is_some_and(|&s| s >= cursor) {
+            self.resume_points.pop_back();
+        }
+        for seq in cursor..self.end() {
+            if self.get(seq).is_some_and(|t| self.is_resume_point(t)) {
+                self.resume_points.push_back(seq);
             }
         }
         dropped

@@ -423,3 +423,95 @@ fn connect_attempts_that_hang_time_out_and_the_session_retries() {
     );
     assert!(outcome.opens.len() >= 3);
 }
+
+/// Regression (found by the random schedules): frames the buffer limit evicted before the
+/// server acknowledged them were not counted when their connection then failed.
+#[test]
+fn frames_the_buffer_limit_evicted_unacknowledged_count_as_lost_when_the_path_dies() {
+    let mut world = World::new(Stream {
+        duration: secs(8.0),
+        ..Stream::default()
+    });
+    world.config.buffer = obs_goaway::session::BufferLimits {
+        max_duration: secs(1.5),
+        max_bytes: usize::MAX,
+    };
+    world.faults = vec![at(
+        2.0,
+        Fault::SilentLoss {
+            server: 0,
+            lasting: secs(6.0),
+        },
+    )];
+    let (report, _) = simulate(world);
+    assert!(
+        report.lost > 0,
+        "an outage longer than the buffer loses frames"
+    );
+}
+
+/// Regression (found by the random schedules): a connection resumed after the buffer limit
+/// evicted the keyframe before it started with video no decoder can use.
+#[test]
+fn a_resume_without_a_retained_keyframe_waits_for_the_next_one() {
+    let mut world = World::new(Stream {
+        duration: secs(9.0),
+        gop: 90,
+        ..Stream::default()
+    });
+    world.config.buffer = obs_goaway::session::BufferLimits {
+        max_duration: secs(1.0),
+        max_bytes: usize::MAX,
+    };
+    world.faults = vec![at(
+        4.5,
+        Fault::Restart {
+            server: 0,
+            down: secs(0.0),
+        },
+    )];
+    // The check: every connection's first video frame is a keyframe.
+    let (report, outcome) = simulate(world);
+    assert!(report.lost > 0, "the video up to the next keyframe is lost");
+    let resumed = outcome
+        .received
+        .values()
+        .nth(1)
+        .expect("a second connection");
+    let first_video = resumed
+        .tags
+        .iter()
+        .find(|(t, _)| t.kind == obs_goaway::media::TagKind::Video && t.is_frame())
+        .expect("video on the new connection");
+    assert_eq!(first_video.0.timestamp, 6000);
+}
+
+/// Regression (found by the random schedules): when the new connection took longer than the
+/// keyframe deadline, the switch happened at the next packet even though keyframes had come.
+#[test]
+fn a_slow_new_connection_still_takes_over_at_a_keyframe() {
+    let mut world = World::new(Stream {
+        duration: secs(14.0),
+        ..Stream::default()
+    });
+    world.config.keyframe_deadline = secs(3.0);
+    world.faults = vec![
+        at(
+            1.1,
+            Fault::Hang {
+                server: 0,
+                lasting: secs(5.0),
+            },
+        ),
+        at(1.2, Fault::GoAway { server: 0 }),
+    ];
+    let (report, _) = simulate(world);
+    let cutover = &report.cutovers[0];
+    assert!(cutover.took > sim::CONNECT_TIMEOUT);
+    assert_eq!(
+        cutover.keyframe_timestamp % 1000,
+        0,
+        "switched at a keyframe ({} ms)",
+        cutover.keyframe_timestamp
+    );
+}

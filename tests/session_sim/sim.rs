@@ -152,7 +152,6 @@ pub(crate) struct Outcome {
     /// Per connection, in the order they were opened.
     pub(crate) received: BTreeMap<LinkId, Received>,
     pub(crate) events: Vec<(Duration, SessionEvent)>,
-    pub(crate) peak_buffer: usize,
     /// Connection attempts the session made beyond the first, and inputs that justify one
     /// (a signal, a failure, a user request) counted when each attempt was made.
     pub(crate) unjustified_opens: Vec<Duration>,
@@ -259,7 +258,6 @@ struct Sim {
     next_frame: (u32, u32),
     received: BTreeMap<LinkId, Received>,
     events: Vec<(Duration, SessionEvent)>,
-    peak_buffer: usize,
     max_bytes: usize,
     justified: u64,
     /// Connection attempts that hang until the connect timeout.
@@ -295,7 +293,6 @@ impl Sim {
             next_frame: (0, 0),
             received: BTreeMap::new(),
             events: Vec::new(),
-            peak_buffer: 0,
             max_bytes,
             justified: 0,
             hanging: Default::default(),
@@ -353,7 +350,6 @@ impl Sim {
             produced: self.produced,
             received: self.received,
             events: self.events,
-            peak_buffer: self.peak_buffer,
             unjustified_opens: self.unjustified,
             dropped_frames: self.handle.dropped_frames(),
             opens: self.opens,
@@ -382,7 +378,6 @@ impl Sim {
             while let Some(event) = self.core.poll_event() {
                 self.events.push((self.now, event));
             }
-            self.peak_buffer = self.peak_buffer.max(self.core.buffered_bytes());
             assert!(
                 self.core.buffered_bytes() <= self.max_bytes,
                 "the session holds {} bytes, over its {} limit",
@@ -874,17 +869,17 @@ impl Sim {
                 _ => (0x27, 0x01, self.stream.inter_bytes / 2),
             };
             let size = size.max(16);
-            let mut data = vec![frame_type, 1, 0, 0, 0];
-            data.extend_from_slice(&((size - 9) as u32).to_be_bytes());
-            data.push(nal);
-            data.extend_from_slice(&id.to_be_bytes());
-            data.resize(size, 0);
+            let mut data = vec![0; size];
+            data[..2].copy_from_slice(&[frame_type, 1]);
+            data[5..9].copy_from_slice(&((size - 9) as u32).to_be_bytes());
+            data[9] = nal;
+            data[10..14].copy_from_slice(&id.to_be_bytes());
             (Tag::video(ts, Bytes::from(data)), position != 0)
         } else {
             self.next_frame.1 += 1;
-            let mut data = vec![0xaf, 1];
-            data.extend_from_slice(&id.to_be_bytes());
-            data.resize(40, 0);
+            let mut data = vec![0; 40];
+            data[..2].copy_from_slice(&[0xaf, 1]);
+            data[2..6].copy_from_slice(&id.to_be_bytes());
             (Tag::audio(ts, Bytes::from(data)), false)
         };
         self.produced.push(Produced {
