@@ -54,7 +54,7 @@ pub async fn run<I: TagInput>(
                 Wake::Room(room.map(|(id, _)| id).zip(slot))
             }
             (id, event) = next_link_event(&mut driver.links) => Wake::Link(id, event),
-            (id, result) = next_established(&mut driver.connecting) => Wake::Established(id, result),
+            (id, result) = next_established(&mut driver.connecting) => Wake::Established(id, Box::new(result)),
             () = sleep_until_some(timeout), if timeout.is_some() => Wake::Timeout,
             () = handle.requested() => Wake::MoveRequested,
         };
@@ -78,7 +78,7 @@ pub async fn run<I: TagInput>(
             }
             Wake::Established(link, result) => {
                 driver.connecting.remove(&link);
-                let input = match result {
+                let input = match *result {
                     Ok(established) => {
                         let connect_time = established.connect_time;
                         driver
@@ -105,7 +105,7 @@ enum Wake {
     Input(Option<Tag>),
     Room(Option<(LinkId, Slot)>),
     Link(LinkId, LinkEvent),
-    Established(LinkId, Result<Established, LinkError>),
+    Established(LinkId, Box<Result<Established, LinkError>>),
     Timeout,
     MoveRequested,
 }

@@ -156,14 +156,13 @@ pub(crate) fn run_seed(seed: u64) -> Result<(), String> {
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_default()
     })?;
-    check(&expect, &outcome).map(|_| ()).map_err(|error| {
+    check(&expect, &outcome).map(|_| ()).inspect_err(|_| {
         if std::env::var_os("SIM_TRACE").is_some() {
             eprintln!(
                 "{described}\nopens {:?}\nevents {:#?}",
                 outcome.opens, outcome.events
             );
         }
-        error
     })
 }
 

@@ -688,7 +688,6 @@ impl Sim {
             return;
         };
         let server = l.server;
-        let state = &self.servers[server];
         let spec = &self.world_servers[server];
         let hung = self.hanging.remove(&link);
         let state = &self.servers[server];
