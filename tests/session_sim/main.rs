@@ -515,3 +515,10 @@ fn a_slow_new_connection_still_takes_over_at_a_keyframe() {
         cutover.keyframe_timestamp
     );
 }
+
+/// Found by seed 5588: a resume buffer shorter than a group of pictures, emptied by its limit
+/// during an outage, let the next connection start at an inter frame.
+#[test]
+fn a_resume_after_the_buffer_emptied_starts_at_a_keyframe() {
+    schedule::run_seed(5588).unwrap_or_else(|error| panic!("{error}"));
+}
