@@ -17,9 +17,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Unsent media from which the bitrate is lowered (OBS: `DBR_TRIGGER_USEC`).
 const TRIGGER: Duration = Duration::from_millis(200);

@@ -20,13 +20,44 @@
 //! a viewer's player expects from one continuous stream, and a server that stitches
 //! connections can line them up. `rebase_timestamps` restarts each connection at zero for
 //! servers that treat every connection as a new stream.
+//!
+//! # Layout
+//!
+//! The decisions are pure, like the protocol layer: [`SessionCore`] takes inputs with the
+//! time as an argument and is polled for what to do; the tokio driver ([`run`]) is the only
+//! part that touches sockets, tasks or the clock.
+//!
+//! ```text
+//!  producer        tokio driver (driver.rs)                     SessionCore (core.rs)
+//!  ────────        ────────────────────────                     ─────────────────────
+//!  tags ─────────▶ Input::Tag / InputEnded ───────────────────▶ handle_input(now, ..)
+//!  links ────────▶ Connected, ConnectFailed, Server(Go Away..), │ retained.rs  what to keep
+//!                  Delivered, Writable, Closed ───────────────▶ │ congestion.rs what to drop
+//!  timer ────────▶ handle_timeout(now) ───────────────────────▶ │ bitrate.rs   what to ask
+//!                                                               │ reconnect.rs when to retry
+//!  links ◀──────── Open, Send, Finish, Close ◀────────────────── poll_command()
+//!  owner ◀──────── SessionEvent ◀─────────────────────────────── poll_event()
+//!  timer ◀──────── next wake-up ◀─────────────────────────────── poll_timeout()
+//! ```
+//!
+//! Polling order, after every `handle_input` or `handle_timeout`: every `poll_command`
+//! (in order; a `Send` uses the room the `Writable` just handled reported), every
+//! `poll_event`, then `poll_outcome` (the session is over when it is `Some`); then wait for
+//! a tag while `wants_input`, for room on the link `wants_room` names, for every link's
+//! events, and for the `poll_timeout` timer.
+//!
+//! tests/session_sim drives the same core in a deterministic simulation (virtual clock,
+//! simulated links and ingests, random fault schedules); a soak of a million schedules:
+//! `SIM_SCHEDULES=1000000 cargo test --release --no-default-features --test session_sim random_fault_schedules`.
 
 mod bitrate;
 mod channel;
 mod congestion;
+mod core;
+mod driver;
 mod handle;
+mod reconnect;
 mod retained;
-mod run;
 
 use std::fmt;
 use std::future::Future;
@@ -35,12 +66,14 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub use self::core::{Command, Input, LinkId, SessionCore};
 pub use bitrate::{BitrateChange, BitrateStep, DynamicBitrate};
 pub use channel::{packet_channel, PacketReceiver, PacketSender, SendError};
 pub use congestion::DropThresholds;
+pub use driver::run;
 pub use handle::{SessionHandle, Status};
+pub use reconnect::ReconnectPolicy;
 pub use retained::BufferLimits;
-pub use run::run;
 
 use crate::media::Tag;
 use crate::transport::{LinkError, LinkOptions, RtmpUrl};
@@ -67,53 +100,6 @@ pub enum MigrationMode {
     /// Leave the old connection at the keyframe, then connect (for servers that refuse a
     /// second publisher of a live key); media in between waits in memory.
     BreakBeforeMake,
-}
-
-/// Reconnection after an unplanned drop: one attempt at once (most drops are a server
-/// restarting, and every second of waiting is a second of stall), a few more at the initial
-/// delay (a restart takes seconds: a 3 s outage then costs 3 to 4 s, not OBS's 5), then
-/// OBS's exponential backoff.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ReconnectPolicy {
-    /// Make the first attempt without waiting.
-    pub immediate_first: bool,
-    /// Delay before the first delayed attempt.
-    pub initial_delay: Duration,
-    /// Delayed attempts made at the initial delay before it starts growing.
-    pub steady_attempts: u32,
-    /// Growth of the delay per failed attempt.
-    pub factor: f64,
-    /// Largest delay.
-    pub max_delay: Duration,
-    /// Attempts before giving up.
-    pub max_retries: u32,
-}
-
-impl Default for ReconnectPolicy {
-    fn default() -> Self {
-        Self {
-            immediate_first: true,
-            initial_delay: Duration::from_secs(2),
-            steady_attempts: 0,
-            factor: 1.5,
-            max_delay: Duration::from_secs(30),
-            max_retries: 25,
-        }
-    }
-}
-
-impl ReconnectPolicy {
-    /// The delay before attempt `attempt` (0-based).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let attempt = match (self.immediate_first, attempt) {
-            (true, 0) => return Duration::ZERO,
-            (true, n) => n - 1,
-            (false, n) => n,
-        };
-        let attempt = attempt.saturating_sub(self.steady_attempts.saturating_sub(1));
-        let scaled = self.initial_delay.as_secs_f64() * self.factor.powi(attempt.min(64) as i32);
-        Duration::from_secs_f64(scaled.min(self.max_delay.as_secs_f64()))
-    }
 }
 
 /// Everything a session needs to know.
@@ -304,25 +290,4 @@ pub enum SessionError {
     /// A failure that retrying cannot fix (stream key refused, certificate rejected).
     #[error("{0}")]
     Fatal(LinkError),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reconnection_is_immediate_then_steady_then_backs_off() {
-        let policy = ReconnectPolicy {
-            initial_delay: Duration::from_secs(1),
-            steady_attempts: 3,
-            ..ReconnectPolicy::default()
-        };
-        let delays: Vec<u64> = (0..7).map(|a| policy.delay(a).as_millis() as u64).collect();
-        assert_eq!(delays, [0, 1000, 1000, 1000, 1500, 2250, 3375]);
-        let obs = ReconnectPolicy::default();
-        assert_eq!(obs.delay(0), Duration::ZERO);
-        assert_eq!(obs.delay(1), Duration::from_secs(2));
-        assert_eq!(obs.delay(2), Duration::from_secs(3));
-        assert_eq!(obs.delay(60), Duration::from_secs(30));
-    }
 }

@@ -29,6 +29,16 @@ impl Default for BufferLimits {
     }
 }
 
+/// Frames [`Retained::enforce_limits`] dropped that the server may not have.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Evicted {
+    /// Never sent: lost.
+    pub(crate) unsent: u64,
+    /// Sent, not acknowledged: lost if their connection fails, since no resume can reach
+    /// back to them.
+    pub(crate) unacknowledged: u64,
+}
+
 /// Header tags in force at some point of the stream.
 #[derive(Debug, Clone, Default)]
 struct Headers {
@@ -58,6 +68,9 @@ pub(crate) struct Retained {
     /// Headers of tags that already left the front.
     headers: Headers,
     has_video: bool,
+    /// Sequence numbers of the retained resume points, ascending: finding the one before a
+    /// tag is a search, not a walk over a group of pictures on every input.
+    resume_points: VecDeque<u64>,
     limits: BufferLimits,
     peak_bytes: usize,
 }
@@ -70,6 +83,7 @@ impl Retained {
             bytes: 0,
             headers: Headers::default(),
             has_video: false,
+            resume_points: VecDeque::new(),
             limits,
             peak_bytes: 0,
         }
@@ -77,7 +91,14 @@ impl Retained {
 
     /// Appends a tag; returns its sequence number.
     pub(crate) fn push(&mut self, tag: Tag) -> u64 {
-        self.has_video |= tag.kind == TagKind::Video;
+        if !self.has_video && tag.kind == TagKind::Video {
+            // Audio frames stop being resume points.
+            self.has_video = true;
+            self.resume_points.clear();
+        }
+        if self.is_resume_point(&tag) {
+            self.resume_points.push_back(self.end());
+        }
         self.bytes += tag.data.len();
         self.peak_bytes = self.peak_bytes.max(self.bytes);
         self.tags.push_back(tag);
@@ -99,6 +120,11 @@ impl Retained {
         self.tags.get(usize::try_from(index).ok()?)
     }
 
+    /// Whether the stream has video (so only keyframes are resume points).
+    pub(crate) fn has_video(&self) -> bool {
+        self.has_video
+    }
+
     /// Whether a new connection may start with this tag: a video keyframe, or for a stream
     /// without video, any audio frame.
     pub(crate) fn is_resume_point(&self, tag: &Tag) -> bool {
@@ -112,9 +138,10 @@ impl Retained {
     /// The latest resume point at or before `seq` (the oldest retained tag if none).
     pub(crate) fn resume_point_at_or_before(&self, seq: u64) -> u64 {
         let last = seq.min(self.end().saturating_sub(1));
-        (self.first_seq..=last)
-            .rev()
-            .find(|&s| self.get(s).is_some_and(|t| self.is_resume_point(t)))
+        let after = self.resume_points.partition_point(|&s| s <= last);
+        after
+            .checked_sub(1)
+            .and_then(|i| self.resume_points.get(i).copied())
             .unwrap_or(self.first_seq)
     }
 
@@ -136,6 +163,9 @@ impl Retained {
 
     fn pop_front(&mut self) -> Option<Tag> {
         let tag = self.tags.pop_front()?;
+        if self.resume_points.front() == Some(&self.first_seq) {
+            self.resume_points.pop_front();
+        }
         self.bytes -= tag.data.len();
         self.headers.note(&tag);
         self.first_seq += 1;
@@ -161,6 +191,15 @@ impl Retained {
                 dropped += u64::from(tag.is_frame());
             }
         }
+        // Later tags moved down: number their resume points again.
+        while self.resume_points.back().is_some_and(|&s| s >= cursor) {
+            self.resume_points.pop_back();
+        }
+        for seq in cursor..self.end() {
+            if self.get(seq).is_some_and(|t| self.is_resume_point(t)) {
+                self.resume_points.push_back(seq);
+            }
+        }
         dropped
     }
 
@@ -169,23 +208,26 @@ impl Retained {
         self.bytes
     }
 
-    /// Enforces the limits by dropping whole groups of pictures from the front; returns
-    /// how many frames at or after `cursor` (never sent anywhere) were dropped.
-    pub(crate) fn enforce_limits(&mut self, cursor: u64) -> u64 {
-        let mut lost = 0;
+    /// Enforces the limits by dropping whole groups of pictures from the front; says how
+    /// many of the frames dropped were at or after `cursor` (never sent anywhere), and how
+    /// many were sent but at or after `delivered` (not known to have arrived).
+    pub(crate) fn enforce_limits(&mut self, cursor: u64, delivered: u64) -> Evicted {
+        let mut evicted = Evicted::default();
         while self.over_limits() {
             loop {
                 let seq = self.first_seq;
                 let Some(tag) = self.pop_front() else { break };
-                if seq >= cursor && tag.is_frame() {
-                    lost += 1;
+                if tag.is_frame() && seq >= cursor {
+                    evicted.unsent += 1;
+                } else if tag.is_frame() && seq >= delivered {
+                    evicted.unacknowledged += 1;
                 }
                 if self.tags.front().is_none_or(|t| self.is_resume_point(t)) {
                     break;
                 }
             }
         }
-        lost
+        evicted
     }
 
     fn over_limits(&self) -> bool {
@@ -285,12 +327,17 @@ mod tests {
             r.push(inter(g * 1000 + 500));
         }
         // Nothing sent yet (cursor 0): the dropped first group is lost.
-        assert_eq!(r.enforce_limits(0), 2);
+        assert_eq!(r.enforce_limits(0, 0).unsent, 2);
         assert_eq!(r.first(), 2);
         assert!(r.get(2).unwrap().is_keyframe());
-        // Everything already sent: dropping loses nothing.
+        // Everything already sent: dropping loses nothing, unless it was not acknowledged.
         r.push(key(3000));
-        assert_eq!(r.enforce_limits(100), 0);
+        let evicted = r.enforce_limits(100, 3);
+        assert_eq!(evicted.unsent, 0);
+        assert_eq!(
+            evicted.unacknowledged, 1,
+            "the frame at 2500 ms was not acknowledged"
+        );
         assert_eq!(r.first(), 4);
         assert_eq!(r.frames_between(0, 100), 3);
     }

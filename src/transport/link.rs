@@ -266,12 +266,6 @@ impl Link {
         (&self.tx, &mut self.events)
     }
 
-    /// The shared delivery counter (see [`Link::delivered`]), for watching a link that is
-    /// being drained elsewhere.
-    pub(crate) fn delivered_counter(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.delivered)
-    }
-
     /// Asks the link to flush everything and close; with `unpublish`, FCUnpublish and
     /// deleteStream go first (a stop the user asked for, never a migration).
     pub fn finish(&self, unpublish: bool) {
