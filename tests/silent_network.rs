@@ -3,7 +3,8 @@
 //! The namespace tests run the CLI publisher and the reference ingest in two network
 //! namespaces (tests/common/netns.rs) and need root. They assert what the product
 //! guarantees today: nothing corrupt, nothing lost to the buffer while it covers the outage,
-//! no reconnection on a slow link that still acknowledges. Issue 15's targets (no frame
+//! no reconnection on a slow link that still acknowledges. (The CLI sets no congestion
+//! thresholds, so unlike the plugin it never drops frames on a slow or silent path.) Issue 15's targets (no frame
 //! dropped while the path is silent, a stall no longer than the silence plus 0.5 s, a
 //! silent path found within about a second) are the `target_*` tests, ignored until the
 //! silent-path policy lands; benches/silent_network.rs prints the figures.
@@ -30,7 +31,12 @@ fn case(name: &str) -> Case {
 
 fn run(name: &str) -> Measured {
     let measured = silent::run(&case(name));
-    eprintln!("{}\n{}", Measured::header(&["case"]), measured.row(&[name]));
+    eprintln!(
+        "{}\n{}\npublisher:\n{}",
+        Measured::header(&["case"]),
+        measured.row(&[name]),
+        measured.log
+    );
     measured
 }
 
@@ -39,14 +45,7 @@ fn assert_resumed_within_the_buffer(m: &Measured) {
     assert!(m.publisher_ok, "the publisher failed:\n{}", m.log);
     assert!(!m.corrupt, "foreign or reordered frames:\n{}", m.log);
     assert_eq!(m.lost, 0, "frames lost to the buffer:\n{}", m.log);
-    // Today congestion control drops a few non-reference frames while the path is silent
-    // (issue 15); never more than a second of them.
-    assert!(
-        m.video_missing <= u64::from(silent::FPS),
-        "{} video frames missing:\n{}",
-        m.video_missing,
-        m.log
-    );
+    assert_eq!(m.video_missing, 0, "video missing:\n{}", m.log);
 }
 
 #[test]
@@ -93,11 +92,15 @@ fn a_silence_longer_than_the_buffer_loses_only_the_oldest_and_continues() {
 }
 
 #[test]
-fn a_link_at_half_the_bitrate_drops_frames_and_never_reconnects() {
+fn a_link_at_half_the_bitrate_never_reconnects() {
     let m = run("tbf half rate 10 s");
     assert!(!m.corrupt, "foreign or reordered frames:\n{}", m.log);
     assert_eq!(m.connections, 1, "reconnected on a slow link:\n{}", m.log);
     assert!(m.time_to_detect.is_none(), "{}", m.log);
+    assert_eq!(m.lost, 0, "frames lost to the buffer:\n{}", m.log);
+    // The CLI drops nothing (its session has no congestion thresholds): the backlog
+    // waits and is sent once the link is fast again.
+    assert_eq!(m.video_missing, 0, "video missing:\n{}", m.log);
 }
 
 fn assert_target(m: &Measured, silence: Duration) {

@@ -1,15 +1,16 @@
-//! Networks that fail the way real ones do, made by the test itself: a publisher's and an
-//! ingest's network namespace joined by a veth pair on a /30, with
+//! Networks that fail the way real ones do, made by the test itself: a publisher's, a
+//! router's and an ingest's network namespace in a row, joined by veth pairs on /30s, with
 //! - [`Net::silence`]: every packet dropped by nftables in the ingest's namespace (no RST,
 //!   no ICMP: Wi-Fi or an ISP link dying),
-//! - [`Net::slow`]: a `tbf` rate limit on the ingest's side (a link slower than the stream),
-//! - [`Net::change_path`]: a second veth pair and route, then the first link deleted (a
-//!   laptop moving from Wi-Fi to Ethernet).
+//! - [`Net::slow`]: a `tbf` rate limit on the router's link to the ingest (an uplink slower
+//!   than the stream: the queue and its drops are on the path, not in the publisher's own
+//!   machine),
+//! - [`Net::change_path`]: a second link from the publisher to the router and a route over
+//!   it, then the first link deleted (a laptop moving from Wi-Fi to Ethernet).
 //!
-//! The ingest answers on [`Net::ingest_addr`], an address on its loopback routed over
-//! whichever link is up, so a path change keeps the server's address. Names are unique per
-//! test process and network, and [`Drop`] deletes everything. Needs root (and `ip`, `nft`,
-//! `tc`).
+//! The ingest answers on [`Net::ingest_addr`], an address on its loopback, so a path change
+//! keeps the server's address. Names are unique per test process and network, and [`Drop`]
+//! deletes everything. Needs root (and `ip`, `nft`, `tc`).
 
 use std::net::Ipv4Addr;
 use std::process::{Command, Output};
@@ -30,13 +31,16 @@ pub fn require_root() {
     super::require("tc", "iproute2");
 }
 
-/// Two namespaces, `pub_ns` (the publisher) and `ingest_ns`, and the links between them.
+/// The publisher's, the router's and the ingest's namespaces, and the links between them.
 pub struct Net {
     /// The publisher's namespace.
     pub pub_ns: String,
+    /// The router's namespace, between the two.
+    pub router_ns: String,
     /// The ingest's namespace.
     pub ingest_ns: String,
     prefix: String,
+    /// Links from the publisher to the router made so far.
     links: u32,
 }
 
@@ -58,7 +62,10 @@ fn run(args: &[&str]) -> Output {
 /// The ingest's address, the same whichever link carries it.
 const INGEST: Ipv4Addr = Ipv4Addr::new(10, 231, 9, 1);
 
-/// The /30 of link `n`: (publisher's end, ingest's end).
+/// The /30 between the router (`.1`) and the ingest (`.2`).
+const ROUTER_INGEST: (&str, &str) = ("10.231.100.1", "10.231.100.2");
+
+/// The /30 of the publisher's link `n` to the router: (publisher's end, router's end).
 fn link_addrs(n: u32) -> (String, String) {
     (format!("10.231.{n}.1"), format!("10.231.{n}.2"))
 }
@@ -68,36 +75,85 @@ const NFT_SILENCE: &str = "table inet silence {
     chain o { type filter hook output priority 0; policy drop; oif lo accept; }
 }";
 
+/// A veth pair between two namespaces: each end (namespace, device, address) gets its /30
+/// address and goes up.
+fn veth(a: (&str, &str, &str), b: (&str, &str, &str)) {
+    run(&[
+        "ip", "link", "add", a.1, "type", "veth", "peer", "name", b.1,
+    ]);
+    for (ns, dev, ip) in [a, b] {
+        run(&["ip", "link", "set", dev, "netns", ns]);
+        run(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{ip}/30"),
+            "dev",
+            dev,
+        ]);
+        run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+    }
+}
+
 impl Net {
-    /// Makes the namespaces and the first link.
+    /// Makes the namespaces, the router's link to the ingest and the publisher's first link.
     pub fn new() -> Self {
         require_root();
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         // Interface names are at most 15 bytes: "og" + pid + net + "a1".
         let prefix = format!("og{}n{n}", std::process::id() % 1_000_000);
-        let net = Self {
+        let mut net = Self {
             pub_ns: format!("{prefix}pub"),
+            router_ns: format!("{prefix}rtr"),
             ingest_ns: format!("{prefix}ing"),
             prefix,
             links: 0,
         };
-        run(&["ip", "netns", "add", &net.pub_ns]);
-        run(&["ip", "netns", "add", &net.ingest_ns]);
-        for ns in [&net.pub_ns, &net.ingest_ns] {
+        for ns in [&net.pub_ns, &net.router_ns, &net.ingest_ns] {
+            run(&["ip", "netns", "add", ns]);
             run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
+        let router = net.router_ns.as_str();
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            router,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        let (router_dev, ingest_dev) = net.ingest_link();
+        veth(
+            (router, &router_dev, ROUTER_INGEST.0),
+            (&net.ingest_ns, &ingest_dev, ROUTER_INGEST.1),
+        );
+        let ingest = format!("{INGEST}/32");
+        let ingest_ns = net.ingest_ns.as_str();
+        run(&["ip", "-n", ingest_ns, "addr", "add", &ingest, "dev", "lo"]);
         run(&[
             "ip",
             "-n",
-            &net.ingest_ns,
-            "addr",
+            ingest_ns,
+            "route",
             "add",
-            &format!("{INGEST}/32"),
-            "dev",
-            "lo",
+            "default",
+            "via",
+            ROUTER_INGEST.0,
         ]);
-        let mut net = net;
+        run(&[
+            "ip",
+            "-n",
+            router,
+            "route",
+            "add",
+            &ingest,
+            "via",
+            ROUTER_INGEST.1,
+        ]);
         net.add_link();
         net
     }
@@ -107,46 +163,38 @@ impl Net {
         INGEST
     }
 
+    /// The router's and the ingest's ends of the link between them.
+    fn ingest_link(&self) -> (String, String) {
+        (format!("{}ri", self.prefix), format!("{}bi", self.prefix))
+    }
+
+    /// The publisher's and the router's ends of the publisher's link `n`.
     fn link_names(&self, n: u32) -> (String, String) {
         (
             format!("{}a{n}", self.prefix),
-            format!("{}b{n}", self.prefix),
+            format!("{}r{n}", self.prefix),
         )
     }
 
-    /// Adds link `self.links` and routes the ingest's address over it (behind any older
-    /// link's route, which goes first while it exists).
+    /// Adds the publisher's next link to the router and routes the ingest's address over
+    /// it (behind any older link's route, which goes first while it exists).
     fn add_link(&mut self) {
         let n = self.links;
         self.links += 1;
-        let (a, b) = self.link_names(n);
-        let (a_ip, b_ip) = link_addrs(n);
-        run(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
-        run(&["ip", "link", "set", &a, "netns", &self.pub_ns]);
-        run(&["ip", "link", "set", &b, "netns", &self.ingest_ns]);
-        for (ns, dev, ip) in [(&self.pub_ns, &a, &a_ip), (&self.ingest_ns, &b, &b_ip)] {
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{ip}/30"),
-                "dev",
-                dev,
-            ]);
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
+        let (a, r) = self.link_names(n);
+        let (a_ip, r_ip) = link_addrs(n);
+        veth((&self.pub_ns, &a, &a_ip), (&self.router_ns, &r, &r_ip));
         let metric = (100 + n).to_string();
+        let ingest = format!("{INGEST}/32");
         run(&[
             "ip",
             "-n",
             &self.pub_ns,
             "route",
             "add",
-            &format!("{INGEST}/32"),
+            &ingest,
             "via",
-            &b_ip,
+            &r_ip,
             "metric",
             &metric,
         ]);
@@ -175,21 +223,21 @@ impl Net {
         Silence { net: self }
     }
 
-    /// Limits what the publisher sends over the first link to `kbit` (`tbf` on its end)
-    /// until the guard drops.
+    /// Limits the router's link to the ingest to `kbit` (`tbf`, 400 ms of queue) until the
+    /// guard drops.
     pub fn slow(&self, kbit: u32) -> Slow<'_> {
-        let (a, _) = self.link_names(0);
+        let (dev, _) = self.ingest_link();
         let rate = format!("{kbit}kbit");
         run(&[
             "ip",
             "netns",
             "exec",
-            &self.pub_ns,
+            &self.router_ns,
             "tc",
             "qdisc",
             "add",
             "dev",
-            &a,
+            &dev,
             "root",
             "tbf",
             "rate",
@@ -199,7 +247,7 @@ impl Net {
             "latency",
             "400ms",
         ]);
-        Slow { net: self, dev: a }
+        Slow { net: self, dev }
     }
 
     /// Moves the path: a second link and route, then the first link deleted, so the old
@@ -214,7 +262,7 @@ impl Net {
 impl Drop for Net {
     fn drop(&mut self) {
         // Deleting a namespace deletes its links; nothing of ours is left in the root one.
-        for ns in [&self.pub_ns, &self.ingest_ns] {
+        for ns in [&self.pub_ns, &self.router_ns, &self.ingest_ns] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
@@ -243,7 +291,7 @@ pub struct Slow<'a> {
 impl Drop for Slow<'_> {
     fn drop(&mut self) {
         let _ = Command::new("ip")
-            .args(["netns", "exec", &self.net.pub_ns])
+            .args(["netns", "exec", &self.net.router_ns])
             .args(["tc", "qdisc", "del", "dev", &self.dev, "root"])
             .status();
     }
