@@ -162,7 +162,7 @@ impl Measured {
             self.connections,
             self.frames_resent,
             self.time_to_detect
-                .map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64())),
+                .map_or_else(|| "-".into(), |d| format!("{:.2} s", d.as_secs_f64())),
         )
     }
 
