@@ -195,3 +195,36 @@ fn feed(tags: Vec<Tag>, sender: session::PacketSender, speed: f64) -> std::threa
         }
     })
 }
+
+/// A link reads its socket's TCP state for the session to poll: on Linux the handshake and
+/// publish sequence already show as acknowledged bytes, a round-trip time, nothing waiting.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_reports_its_tcp_delivery_state() {
+    use obs_goaway::transport::{establish, LinkOptions, PathState, PathWatch, SilenceRule};
+    let dir = tempfile::tempdir().unwrap();
+    let config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+    let ingest = Ingest::start(config).await.unwrap();
+    let url = RtmpUrl::parse(&format!("rtmp://{}/live/probe", ingest.local_addrs()[0])).unwrap();
+    let options = LinkOptions::default();
+    let link = establish(&url, &options).await.unwrap().spawn(&options);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let sample = loop {
+        if let Some(sample) = link.delivery().filter(|s| s.stats.unacked_bytes == Some(0)) {
+            break sample;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no settled TCP reading within 5 s: {:?}",
+            link.delivery()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(sample.stats.bytes_acked.unwrap() > 3000, "{sample:?}");
+    assert!(sample.stats.rtt.is_some(), "{sample:?}");
+    let mut watch = PathWatch::new(SilenceRule::default());
+    assert_eq!(
+        watch.observe(sample.at.into_std(), &sample.stats),
+        PathState::Idle
+    );
+}

@@ -381,7 +381,8 @@ struct TcpDelivery {
     tls: bool,
     /// The publisher's output byte count handed to the socket as of the last flush.
     on_socket: u64,
-    /// Set once the server went two acknowledgement windows without acknowledging.
+    /// Whether the server has sent two acknowledgement windows' worth without a single
+    /// acknowledgement; once one comes, its acknowledgements are the proof again.
     in_use: bool,
     sample: watch::Sender<Option<DeliverySample>>,
 }
@@ -465,7 +466,7 @@ impl Driver {
             // Only servers that acknowledge at all can be judged by their acknowledgements.
             let outstanding = self.publisher.bytes_sent() - acked;
             let window = u64::from(self.publisher.config().ack_window);
-            self.tcp.in_use |= acked == 0 && outstanding > 2 * window;
+            self.tcp.in_use = acked == 0 && outstanding > 2 * window;
             let ack_deadline =
                 (acked > 0 && outstanding > 2 * window).then(|| ack_progress + self.ack_timeout);
             tokio::select! {

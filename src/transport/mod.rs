@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use link::{establish, Established, Link, LinkEvent, LinkOptions, QueueLimits};
+pub use link::{establish, DeliverySample, Established, Link, LinkEvent, LinkOptions, QueueLimits};
 pub use stream::{IpFamily, LocalEnd};
 pub use tcp_info::{DeliveryStats, PathState, PathWatch, SilenceRule};
 pub use url::{RtmpUrl, Scheme, UrlError};
