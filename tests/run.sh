@@ -25,7 +25,7 @@ apt-get install -y -q --no-install-recommends \
     ca-certificates python3 gcc clang libclang-dev pkg-config binutils \
     ffmpeg nginx libnginx-mod-rtmp libnginx-mod-stream \
     obs-studio libobs-dev xvfb xauth imagemagick xdotool util-linux \
-    mmdebstrap dpkg-dev lintian gcc-mingw-w64-x86-64 nsis
+    mmdebstrap dpkg-dev lintian gcc-mingw-w64-x86-64 nsis nftables iproute2
 
 step "Rust target for the Windows build"
 if command -v rustup >/dev/null; then

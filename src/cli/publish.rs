@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use obs_goaway::media::flv::FlvReader;
 use obs_goaway::media::TagKind;
 use obs_goaway::protocol::auth::Credentials;
-use obs_goaway::session::{self, MigrationMode, SessionConfig, SessionEvent};
+use obs_goaway::session::{self, MigrationMode, ReconnectPolicy, SessionConfig, SessionEvent};
 use obs_goaway::source::{spawn_flv_source, Pacing, SourceProgress};
 use obs_goaway::transport::{tls, RtmpUrl, Scheme};
 
@@ -57,12 +57,16 @@ pub(crate) struct PublishArgs {
     /// Seconds to wait for a keyframe after a signal before switching anyway.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     keyframe_deadline: f64,
-    /// Reconnection attempts after an unplanned drop.
+    /// Reconnection attempts after an unplanned drop (the first is made at once).
     #[arg(long, default_value_t = 25)]
     max_retries: u32,
-    /// Seconds before the first reconnection attempt (then x1.5 each time).
-    #[arg(long, default_value_t = 2.0, value_name = "SECS")]
+    /// Seconds between the first reconnection attempts (then x1.5 each time); the same
+    /// defaults as the OBS plugin's.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
     retry_delay: f64,
+    /// Attempts made at --retry-delay before the delay starts growing.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    steady_attempts: u32,
     /// Longest wait between reconnection attempts.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     max_retry_delay: f64,
@@ -136,6 +140,7 @@ fn credentials(
 
 pub(crate) async fn run(args: PublishArgs, quiet: bool) -> Result<ExitCode, String> {
     let url = RtmpUrl::parse(&args.url).map_err(|e| e.to_string())?;
+    let reconnect = reconnect_policy(&args)?;
     let credentials = credentials(&url, args.user, args.password)?;
     let url = url.with_credentials(credentials);
     if !(args.speed > 0.0 && args.speed.is_finite()) {
@@ -164,9 +169,7 @@ pub(crate) async fn run(args: PublishArgs, quiet: bool) -> Result<ExitCode, Stri
     }
     config.rebase_timestamps = args.rebase_timestamps;
     config.keyframe_deadline = super::seconds(args.keyframe_deadline, "--keyframe-deadline")?;
-    config.reconnect.max_retries = args.max_retries;
-    config.reconnect.initial_delay = super::seconds(args.retry_delay, "--retry-delay")?;
-    config.reconnect.max_delay = super::seconds(args.max_retry_delay, "--max-retry-delay")?;
+    config.reconnect = reconnect;
     config.buffer.max_duration = super::seconds(args.buffer_secs, "--buffer-secs")?;
     config.buffer.max_bytes = args.buffer_mib.saturating_mul(1 << 20);
     config.live_source = args.realtime;
@@ -218,6 +221,19 @@ pub(crate) async fn run(args: PublishArgs, quiet: bool) -> Result<ExitCode, Stri
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// Reconnection as the OBS plugin does it by default: the first attempt at once, five more a
+/// second apart, then growing by half each time.
+fn reconnect_policy(args: &PublishArgs) -> Result<ReconnectPolicy, String> {
+    Ok(ReconnectPolicy {
+        immediate_first: true,
+        initial_delay: super::seconds(args.retry_delay, "--retry-delay")?,
+        steady_attempts: args.steady_attempts,
+        max_delay: super::seconds(args.max_retry_delay, "--max-retry-delay")?,
+        max_retries: args.max_retries,
+        ..ReconnectPolicy::default()
     })
 }
 
@@ -285,6 +301,24 @@ fn print_event(event: &SessionEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        publish: PublishArgs,
+    }
+
+    /// The CLI reconnects as the plugin does by default (src/obs/settings.rs: 1 s, 5
+    /// steady attempts): at once, then every second, then backing off.
+    #[test]
+    fn reconnection_defaults_are_the_plugins() {
+        use clap::Parser;
+        let cli = Cli::parse_from(["publish", "in.flv", "rtmp://h/app/key"]);
+        let policy = reconnect_policy(&cli.publish).unwrap();
+        let delays: Vec<u64> = (0..8).map(|a| policy.delay(a).as_millis() as u64).collect();
+        assert_eq!(delays, [0, 1000, 1000, 1000, 1000, 1000, 1500, 2250]);
+        assert_eq!(policy.max_retries, 25);
+    }
 
     fn from(
         url: &str,

@@ -42,6 +42,10 @@ pub(crate) struct ServeArgs {
     /// Refuse a second publisher of a live key even after signalling (like nginx-rtmp).
     #[arg(long)]
     refuse_takeover: bool,
+    /// Never send Acknowledgement, as some servers do not (publishers then see delivery
+    /// only through TCP).
+    #[arg(long)]
+    no_acks: bool,
     /// Close connections that send nothing for this many seconds.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     idle_timeout: f64,
@@ -110,6 +114,7 @@ pub(crate) async fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode, String
             method: args.auth_method,
             users: args.auth,
         }),
+        no_acknowledgements: args.no_acks,
     };
     let ingest = Ingest::start(config).await.map_err(|e| e.to_string())?;
     for (addr, tls) in ingest.local_addrs().iter().zip(

@@ -89,6 +89,9 @@ impl Connection {
         let (mut reader, mut writer) = tokio::io::split(stream);
         let (epoch, random) = handshake_seed();
         let mut session = ServerSession::new(epoch, &random);
+        if self.registry.config.no_acknowledgements {
+            session.never_acknowledge();
+        }
         let (control_tx, mut control_rx) = mpsc::unbounded_channel();
         let mut input = BytesMut::with_capacity(64 * 1024);
         let mut next_signal = None;

@@ -98,6 +98,8 @@ pub struct IngestConfig {
     pub idle_timeout: Duration,
     /// Require publishers to authenticate (`None`: anyone may publish).
     pub auth: Option<AuthConfig>,
+    /// Never send Acknowledgement (some servers do not).
+    pub no_acknowledgements: bool,
 }
 
 impl IngestConfig {
@@ -115,6 +117,7 @@ impl IngestConfig {
             drop_after: None,
             idle_timeout: Duration::from_secs(30),
             auth: None,
+            no_acknowledgements: false,
         }
     }
 }

@@ -81,6 +81,12 @@ impl ServerSession {
         }
     }
 
+    /// Never sends Acknowledgement, as some servers do not: publishers then have no
+    /// protocol-level proof of delivery.
+    pub fn never_acknowledge(&mut self) {
+        self.wire.never_acknowledge();
+    }
+
     /// Processes bytes from the publisher. Errors are sticky.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
         self.error.check()?;

@@ -31,6 +31,8 @@ pub(crate) struct Wire {
     bytes_out: u64,
     /// The highest byte count the peer has acknowledged.
     acked_out: u64,
+    /// Never acknowledge, whatever the peer asks (a server that does not).
+    mute: bool,
 }
 
 impl Wire {
@@ -100,11 +102,18 @@ impl Wire {
     }
 
     fn maybe_acknowledge(&mut self) {
-        if self.peer_window > 0 && self.bytes_in - self.last_ack_sent >= u64::from(self.peer_window)
+        if !self.mute
+            && self.peer_window > 0
+            && self.bytes_in - self.last_ack_sent >= u64::from(self.peer_window)
         {
             self.last_ack_sent = self.bytes_in;
             self.queue_control(&Message::Acknowledgement(self.bytes_in as u32));
         }
+    }
+
+    /// Stops acknowledging what the peer sends.
+    pub(crate) fn never_acknowledge(&mut self) {
+        self.mute = true;
     }
 
     /// Widens the peer's 32-bit wrapping byte count to our 64-bit one.
@@ -201,6 +210,19 @@ mod tests {
             Message::decode(raw.type_id, raw.payload).unwrap(),
             Message::Acknowledgement(wire.bytes_in as u32)
         );
+    }
+
+    #[test]
+    fn a_mute_wire_never_acknowledges() {
+        let mut wire = Wire::default();
+        wire.never_acknowledge();
+        // As in the test above, which gets an acknowledgement.
+        wire.feed(&control_bytes(&[Message::WindowAckSize(100)]));
+        assert!(wire.next_message().unwrap().is_none());
+        let ping = control_bytes(&vec![Message::UserControl(UserControl::StreamBegin(1)); 10]);
+        wire.feed(&ping);
+        while wire.next_message().unwrap().is_some() {}
+        assert_eq!(wire.queued(), 0, "acknowledged although mute");
     }
 
     #[test]

@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use super::io::{flush_all, handshake_seed, sleep_until_some, Sending};
+use super::io::{flush_all, handshake_seed, sleep_until_some, Sending, Sent};
 use super::stream::{dial, LocalEnd, Stream};
+use super::tcp_info::{delivery_stats, DeliveryStats};
 use super::url::RtmpUrl;
 use super::LinkError;
 use crate::media::Tag;
@@ -26,6 +27,17 @@ use crate::protocol::{Event, PublishConfig, Publisher, Transmit};
 
 /// How long a finished link waits for the server to close after our FIN.
 const FIN_WAIT: Duration = Duration::from_secs(3);
+
+/// How often a link reads its socket's TCP state ([`Link::delivery`]).
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// Most tags a link tracks for delivery. Past this, neighbouring entries merge: delivery is
+/// then proved in coarser steps, never for more than was received, and memory stays
+/// bounded however long the server goes without acknowledging.
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// Plaintext a TLS layer may hold in a record of which only part was acknowledged.
+const TLS_RECORD_SLACK: u64 = 17 * 1024;
 
 /// How links connect and when they give up.
 #[derive(Debug, Clone)]
@@ -211,7 +223,18 @@ pub struct Link {
     tx: mpsc::Sender<Command>,
     events: mpsc::UnboundedReceiver<LinkEvent>,
     delivered: Arc<AtomicU64>,
+    delivery: watch::Receiver<Option<DeliverySample>>,
     task: JoinHandle<()>,
+}
+
+/// The latest reading of a link's TCP state, for telling a silent path from a slow one
+/// ([`super::PathWatch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliverySample {
+    /// When it was read.
+    pub at: Instant,
+    /// What the kernel said.
+    pub stats: DeliveryStats,
 }
 
 impl Established {
@@ -228,6 +251,13 @@ impl Established {
             let _ = event_tx.send(LinkEvent::Server(event));
         }
         let delivered = Arc::new(AtomicU64::new(0));
+        let (delivery_tx, delivery) = watch::channel(None);
+        // A second handle on the socket, to read its TCP state while the stream is split.
+        let probe = socket2::SockRef::from(self.stream.tcp())
+            .try_clone()
+            .inspect_err(|e| log::debug!("no TCP state for this link: {e}"))
+            .ok();
+        let tls = matches!(self.stream, Stream::Tls(_));
         let driver = Driver {
             publisher: self.publisher,
             commands: rx,
@@ -237,6 +267,13 @@ impl Established {
             write_timeout: options.write_timeout,
             ack_timeout: options.ack_timeout,
             queue_bytes: options.queue.bytes,
+            tcp: TcpDelivery {
+                probe,
+                tls,
+                on_socket: 0,
+                in_use: false,
+                sample: delivery_tx,
+            },
         };
         let task = tokio::spawn(driver.run(self.stream));
         Link {
@@ -244,6 +281,7 @@ impl Established {
             tx,
             events,
             delivered,
+            delivery,
             task,
         }
     }
@@ -285,6 +323,12 @@ impl Link {
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Acquire)
     }
+
+    /// The socket's TCP state as last read (every 100 ms while the link runs); `None` before
+    /// the first reading or where the platform gives none.
+    pub fn delivery(&self) -> Option<DeliverySample> {
+        *self.delivery.borrow()
+    }
 }
 
 /// Room for one tag on a link.
@@ -319,6 +363,53 @@ struct Driver {
     write_timeout: Duration,
     ack_timeout: Duration,
     queue_bytes: usize,
+    tcp: TcpDelivery,
+}
+
+/// Delivery as TCP sees it: for servers that send no RTMP Acknowledgement, what the
+/// server's machine acknowledged is the best proof of delivery there is.
+struct TcpDelivery {
+    /// The socket, to read its state; `None` if it could not be shared.
+    probe: Option<socket2::Socket>,
+    /// Whether a TLS layer sits between the publisher's bytes and the socket's.
+    tls: bool,
+    /// The publisher's output byte count handed to the socket as of the last flush.
+    on_socket: u64,
+    /// Whether the server has sent two acknowledgement windows' worth without a single
+    /// acknowledgement; once one comes, its acknowledgements are the proof again.
+    in_use: bool,
+    sample: watch::Sender<Option<DeliverySample>>,
+}
+
+impl TcpDelivery {
+    /// Reads the socket's state, publishes it, and returns how much of the publisher's
+    /// output the server's machine provably received (`None` if unknown).
+    fn read(&mut self, now: Instant) -> Option<u64> {
+        let stats = match delivery_stats(self.probe.as_ref()?) {
+            Ok(stats) => stats,
+            Err(e) => {
+                log::debug!("TCP state unreadable: {e}");
+                self.probe = None;
+                return None;
+            }
+        };
+        self.sample
+            .send_replace(Some(DeliverySample { at: now, stats }));
+        let slack = if self.tls { TLS_RECORD_SLACK } else { 0 };
+        stats
+            .unacked_bytes
+            .map(|unacked| self.on_socket.saturating_sub(unacked + slack))
+    }
+}
+
+/// Halves `in_flight` by merging neighbours (each pair keeps its later entry), so
+/// delivery is still never claimed early.
+fn thin_out(in_flight: &mut VecDeque<(u64, u64)>) {
+    let mut index = 0;
+    in_flight.retain(|_| {
+        index += 1;
+        index % 2 == 0
+    });
 }
 
 impl Driver {
@@ -342,6 +433,8 @@ impl Driver {
 
     async fn drive(&mut self, stream: Stream) -> Result<(), LinkError> {
         let (mut reader, mut writer) = tokio::io::split(stream);
+        let mut sampling = tokio::time::interval(SAMPLE_EVERY);
+        sampling.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut input = BytesMut::with_capacity(16 * 1024);
         let mut finishing = false;
         let mut fin_deadline = None;
@@ -367,6 +460,7 @@ impl Driver {
             // Only servers that acknowledge at all can be judged by their acknowledgements.
             let outstanding = self.publisher.bytes_sent() - acked;
             let window = u64::from(self.publisher.config().ack_window);
+            self.tcp.in_use = acked == 0 && outstanding > 2 * window;
             let ack_deadline =
                 (acked > 0 && outstanding > 2 * window).then(|| ack_progress + self.ack_timeout);
             tokio::select! {
@@ -395,6 +489,9 @@ impl Driver {
                     Some(Command::Tag { tag, seq }) => {
                         let end = self.publisher.send_tag(&tag)?;
                         if let Some(seq) = seq {
+                            if self.in_flight.len() >= MAX_IN_FLIGHT {
+                                thin_out(&mut self.in_flight);
+                            }
                             self.in_flight.push_back((seq, end));
                         }
                     }
@@ -407,8 +504,19 @@ impl Driver {
                     None => finishing = true,
                 },
                 sent = sending.step(&mut writer, &self.publisher), if pending => {
-                    sending.done(sent?, &mut self.publisher);
+                    let sent = sent?;
+                    sending.done(sent, &mut self.publisher);
+                    if sent == Sent::Flushed {
+                        self.tcp.on_socket =
+                            self.publisher.bytes_sent() - self.publisher.queued() as u64;
+                    }
                     write_progress = Instant::now();
+                }
+                _ = sampling.tick() => {
+                    let received = self.tcp.read(Instant::now());
+                    if let (true, Some(received)) = (self.tcp.in_use, received) {
+                        self.mark_delivered(received);
+                    }
                 }
                 () = sleep_until(write_progress + self.write_timeout), if pending => {
                     return Err(LinkError::Stalled("writes made no progress"));
@@ -421,5 +529,19 @@ impl Driver {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Thinning keeps every second entry, each the later of its pair: delivery is proved
+    /// in coarser steps and never for a tag whose bytes were not all acknowledged.
+    #[test]
+    fn thinning_in_flight_keeps_the_later_of_each_pair() {
+        let mut in_flight: VecDeque<(u64, u64)> = (0..6).map(|s| (s, (s + 1) * 100)).collect();
+        thin_out(&mut in_flight);
+        assert_eq!(in_flight, [(1, 200), (3, 400), (5, 600)]);
     }
 }

@@ -5,6 +5,7 @@
 pub(crate) mod io;
 pub mod link;
 pub mod stream;
+pub mod tcp_info;
 pub mod tls;
 pub mod url;
 
@@ -13,8 +14,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use link::{establish, Established, Link, LinkEvent, LinkOptions, QueueLimits};
+pub use link::{establish, DeliverySample, Established, Link, LinkEvent, LinkOptions, QueueLimits};
 pub use stream::{IpFamily, LocalEnd};
+pub use tcp_info::{DeliveryStats, PathState, PathWatch, SilenceRule};
 pub use url::{RtmpUrl, Scheme, UrlError};
 
 use crate::protocol::ProtocolError;

@@ -171,6 +171,16 @@ pub async fn dial(
     Ok(Stream::Tls(Box::new(stream.into())))
 }
 
+impl Stream {
+    /// The TCP connection under any TLS layer.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Tcp(s) => s,
+            Self::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,

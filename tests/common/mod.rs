@@ -3,7 +3,9 @@
 //! Every server listens on a free loopback port and dies with its guard.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod netns;
 pub mod obs;
+pub mod silent;
 pub mod x11;
 
 use std::net::{SocketAddr, TcpListener};

@@ -1,0 +1,234 @@
+//! Networks that die silently (issue 15) and servers that never acknowledge (issue 16).
+//!
+//! The namespace tests run the CLI publisher and the reference ingest in two network
+//! namespaces (tests/common/netns.rs) and need root. They assert what the product
+//! guarantees today: nothing corrupt, nothing lost to the buffer while it covers the outage,
+//! no reconnection on a slow link that still acknowledges. (The CLI sets no congestion
+//! thresholds, so unlike the plugin it never drops frames on a slow or silent path.) Issue 15's targets (no frame
+//! dropped while the path is silent, a stall no longer than the silence plus 0.5 s, a
+//! silent path found within about a second) are the `target_*` tests, ignored until the
+//! silent-path policy lands; benches/silent_network.rs prints the figures.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::read_flv;
+use common::silent::{self, Case, Measured};
+use obs_goaway::ingest::{Ingest, IngestConfig};
+use obs_goaway::media::compare::compare;
+use obs_goaway::media::Tag;
+use obs_goaway::session::{self, SessionConfig};
+use obs_goaway::transport::RtmpUrl;
+
+fn case(name: &str) -> Case {
+    Case::all()
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no case {name}"))
+}
+
+fn run(name: &str) -> Measured {
+    let measured = silent::run(&case(name));
+    eprintln!(
+        "{}\n{}\npublisher:\n{}",
+        Measured::header(&["case"]),
+        measured.row(&[name]),
+        measured.log
+    );
+    measured
+}
+
+/// Resumed without corruption and without losing anything the buffer held.
+fn assert_resumed_within_the_buffer(m: &Measured) {
+    assert!(m.publisher_ok, "the publisher failed:\n{}", m.log);
+    assert!(!m.corrupt, "foreign or reordered frames:\n{}", m.log);
+    assert_eq!(m.lost, 0, "frames lost to the buffer:\n{}", m.log);
+    assert_eq!(m.video_missing, 0, "video missing:\n{}", m.log);
+}
+
+#[test]
+fn silent_3_s_survives_on_the_same_connection_or_resumes() {
+    let m = run("silent 3 s");
+    assert_resumed_within_the_buffer(&m);
+    assert!(m.longest_stall >= Duration::from_secs(2), "{m:?}");
+}
+
+#[test]
+fn silent_12_s_is_detected_and_resumed() {
+    let m = run("silent 12 s");
+    assert_resumed_within_the_buffer(&m);
+    assert!(m.connections >= 2, "never reconnected:\n{}", m.log);
+    assert!(m.time_to_detect.is_some(), "never detected:\n{}", m.log);
+}
+
+#[test]
+fn silent_25_s_resumes_from_the_buffer() {
+    let m = run("silent 25 s");
+    assert_resumed_within_the_buffer(&m);
+    assert!(m.connections >= 2, "never reconnected:\n{}", m.log);
+}
+
+#[test]
+fn a_path_change_moves_to_the_new_path() {
+    let m = run("path change");
+    assert_resumed_within_the_buffer(&m);
+    assert!(m.connections >= 2, "never reconnected:\n{}", m.log);
+}
+
+#[test]
+fn a_silence_longer_than_the_buffer_loses_only_the_oldest_and_continues() {
+    let m = run("silent 12 s, 4 s buffer");
+    assert!(!m.corrupt, "foreign or reordered frames:\n{}", m.log);
+    assert!(m.connections >= 2, "never reconnected:\n{}", m.log);
+    assert!(m.lost > 0, "a 12 s silence fit a 4 s buffer?\n{}", m.log);
+    assert!(
+        m.video_missing <= u64::from(silent::FPS) * 12,
+        "{} video frames missing, more than the silence:\n{}",
+        m.video_missing,
+        m.log
+    );
+}
+
+#[test]
+fn a_link_at_half_the_bitrate_never_reconnects() {
+    let m = run("tbf half rate 10 s");
+    assert!(!m.corrupt, "foreign or reordered frames:\n{}", m.log);
+    assert_eq!(m.connections, 1, "reconnected on a slow link:\n{}", m.log);
+    assert!(m.time_to_detect.is_none(), "{}", m.log);
+    assert_eq!(m.lost, 0, "frames lost to the buffer:\n{}", m.log);
+    // The CLI drops nothing (its session has no congestion thresholds): the backlog
+    // waits and is sent once the link is fast again.
+    assert_eq!(m.video_missing, 0, "video missing:\n{}", m.log);
+}
+
+fn assert_target(m: &Measured, silence: Duration) {
+    assert_eq!(m.video_missing, 0, "{m:?}");
+    assert!(
+        m.longest_stall <= silence + Duration::from_millis(500),
+        "{m:?}"
+    );
+}
+
+#[test]
+#[ignore = "silent-path policy: issue 15 phase 2"]
+fn target_silent_3_s_loses_nothing_and_stalls_no_longer_than_the_silence() {
+    assert_target(&run("silent 3 s"), Duration::from_secs(3));
+}
+
+#[test]
+#[ignore = "silent-path policy: issue 15 phase 2"]
+fn target_silent_12_s_is_detected_within_a_second_and_loses_nothing() {
+    let m = run("silent 12 s");
+    assert_target(&m, Duration::from_secs(12));
+    assert!(
+        m.time_to_detect
+            .is_some_and(|d| d <= Duration::from_millis(1500)),
+        "{m:?}"
+    );
+}
+
+#[test]
+#[ignore = "silent-path policy: issue 15 phase 2"]
+fn target_silent_25_s_loses_nothing_and_stalls_no_longer_than_the_silence() {
+    assert_target(&run("silent 25 s"), Duration::from_secs(25));
+}
+
+#[test]
+#[ignore = "silent-path policy: issue 15 phase 2"]
+fn target_a_path_change_moves_at_once_losslessly() {
+    let m = run("path change");
+    assert_target(&m, Duration::ZERO);
+}
+
+/// Issue 16 item 5: against a server that never sends Acknowledgement, TCP's own
+/// acknowledgements prove delivery, so the resume buffer keeps releasing: its peak stays
+/// near a group of pictures instead of growing with the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_acknowledges_does_not_grow_the_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+    config.no_acknowledgements = true;
+    let ingest = Ingest::start(config).await.unwrap();
+    let tags = read_flv(&silent::input());
+    let total: usize = tags.iter().map(|t| t.data.len()).sum();
+    let url = RtmpUrl::parse(&format!("rtmp://{}/live/mute", ingest.local_addrs()[0])).unwrap();
+    let config = SessionConfig::new(url);
+    let (sender, receiver) = session::packet_channel(256);
+    let feeder = feed(tags.clone(), sender, 4.0);
+    let report = session::run(config, receiver, None)
+        .await
+        .expect("session failed");
+    feeder.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ingest.publishers("mute") > 0 {
+        assert!(Instant::now() < deadline, "the publisher never left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = ingest.stats().remove("mute").expect("nothing recorded");
+    let comparison = compare(&tags, &read_flv(&stats.path));
+    assert!(comparison.is_lossless(), "{comparison:?}");
+    // Without a delivery signal the buffer would hold the stream up to its 30 s limit:
+    // three quarters of these 40 s.
+    eprintln!(
+        "resume buffer peak: {} of the stream's {total} bytes",
+        report.peak_buffer_bytes
+    );
+    assert!(
+        report.peak_buffer_bytes < total / 8,
+        "the buffer peaked at {} of the stream's {total} bytes",
+        report.peak_buffer_bytes
+    );
+}
+
+/// Feeds `tags` paced by timestamps at `speed` x real time, on a thread, like a live source.
+fn feed(tags: Vec<Tag>, sender: session::PacketSender, speed: f64) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let first = tags.first().map_or(0, |t| t.timestamp);
+        for tag in tags {
+            let due =
+                start + Duration::from_millis(u64::from(tag.timestamp - first)).div_f64(speed);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if sender.send_blocking(tag).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// A link reads its socket's TCP state for the session to poll: on Linux the handshake and
+/// publish sequence already show as acknowledged bytes, a round-trip time, nothing waiting.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_reports_its_tcp_delivery_state() {
+    use obs_goaway::transport::{establish, LinkOptions, PathState, PathWatch, SilenceRule};
+    let dir = tempfile::tempdir().unwrap();
+    let config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+    let ingest = Ingest::start(config).await.unwrap();
+    let url = RtmpUrl::parse(&format!("rtmp://{}/live/probe", ingest.local_addrs()[0])).unwrap();
+    let options = LinkOptions::default();
+    let link = establish(&url, &options).await.unwrap().spawn(&options);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let sample = loop {
+        if let Some(sample) = link.delivery().filter(|s| s.stats.unacked_bytes == Some(0)) {
+            break sample;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no settled TCP reading within 5 s: {:?}",
+            link.delivery()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(sample.stats.bytes_acked.unwrap() > 3000, "{sample:?}");
+    assert!(sample.stats.rtt.is_some(), "{sample:?}");
+    let mut watch = PathWatch::new(SilenceRule::default());
+    assert_eq!(
+        watch.observe(sample.at.into_std(), &sample.stats),
+        PathState::Idle
+    );
+}
