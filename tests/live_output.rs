@@ -566,3 +566,37 @@ fn refused_packets_count_per_stream() {
     output.start(config, setup(), None, Events(tx)).unwrap();
     assert_eq!(output.refused(), 0, "the last stream's count carried over");
 }
+
+/// Reads the output's live figures while hearing the end, as OBS does (`log_frame_info`
+/// asks for the dropped frames from inside the call that ends data capture).
+struct ReadsFiguresAtTheEnd(std::sync::Weak<LiveOutput>, mpsc::Sender<String>);
+
+impl Observer for ReadsFiguresAtTheEnd {
+    fn publishing(&mut self) -> bool {
+        true
+    }
+    fn event(&mut self, _: &SessionEvent) {}
+    fn ended(&mut self, end: End) {
+        let output = self.0.upgrade().expect("the output is gone");
+        let figures = (output.handle().is_some(), output.refused());
+        let _ = self.1.send(format!("{end:?} {figures:?}"));
+    }
+}
+
+#[test]
+fn the_end_can_read_the_live_figures() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_ingest, url) = ingest(&runtime, &dir, "figures");
+    let output = Arc::new(LiveOutput::new("live-test").unwrap());
+    let (tx, ended) = mpsc::channel();
+    let observer = ReadsFiguresAtTheEnd(Arc::downgrade(&output), tx);
+    output
+        .start(SessionConfig::new(url), setup(), None, observer)
+        .unwrap();
+    assert!(output.stop(None));
+    let end = ended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the end never came: reading the figures deadlocked");
+    assert!(end.ends_with("(true, 0)"), "{end}");
+}

@@ -148,7 +148,9 @@ pub trait Observer: Send + 'static {
     fn event(&mut self, event: &SessionEvent);
     /// The stream is over: called exactly once per stream (never after the output is
     /// dropped), with the output's state locked, so a stop requested meanwhile is
-    /// answered by this. Must not call back into the [`LiveOutput`].
+    /// answered by this. May read [`LiveOutput::handle`] and [`LiveOutput::refused`]
+    /// (OBS does, from inside the calls that end the stream); must not call anything else
+    /// of the [`LiveOutput`].
     fn ended(&mut self, end: End);
 }
 
@@ -230,7 +232,6 @@ impl TagInput for LiveInput {
 /// The running part of one stream.
 struct Stream {
     stop: Arc<StopSignal>,
-    handle: Arc<SessionHandle>,
 }
 
 impl Stream {
@@ -297,6 +298,10 @@ pub struct LiveOutput {
     sender: PacketSender<EncodedPacket>,
     receiver: PacketReceiver<EncodedPacket>,
     shared: Arc<Shared>,
+    /// The current (or last) stream's live figures. Apart from the state: OBS reads them
+    /// (`get_dropped_frames`) from inside the calls that report the end, made with the
+    /// state locked.
+    handle: Mutex<Option<Arc<SessionHandle>>>,
     /// Frames the channel refused during the current stream (the session is gone or
     /// hopelessly behind).
     refused: Arc<AtomicU64>,
@@ -327,6 +332,7 @@ impl LiveOutput {
                 state: Mutex::default(),
                 observer: Mutex::new(None),
             }),
+            handle: Mutex::new(None),
             refused: Arc::default(),
         })
     }
@@ -379,11 +385,12 @@ impl LiveOutput {
             ended: false,
         };
         *self.shared.observer() = Some(Box::new(observer));
+        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Arc::clone(&config.handle));
         {
             let mut state = self.shared.state();
             let stream = Stream {
                 stop: Arc::clone(&stop),
-                handle: Arc::clone(&config.handle),
             };
             stream.apply(state.lifecycle.spawned());
             state.stream = Some(stream);
@@ -435,11 +442,10 @@ impl LiveOutput {
 
     /// The current (or last) stream's live figures.
     pub fn handle(&self) -> Option<Arc<SessionHandle>> {
-        self.shared
-            .state()
-            .stream
-            .as_ref()
-            .map(|s| Arc::clone(&s.handle))
+        self.handle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Packets the channel refused during the current (or last) stream.
