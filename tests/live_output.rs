@@ -14,7 +14,7 @@ use bytes::Bytes;
 use common::throttled_relay;
 use obs_goaway::ingest::{Ingest, IngestConfig};
 use obs_goaway::live::{
-    AudioSetup, EncodedPacket, LiveOutput, MediaKind, Observer, Outcome, StreamSetup, VideoSetup,
+    AudioSetup, EncodedPacket, End, LiveOutput, MediaKind, Observer, StreamSetup, VideoSetup,
 };
 use obs_goaway::media::{Tag, TagKind, VideoCodec};
 use obs_goaway::session::{DropThresholds, DynamicBitrate, SessionConfig, SessionEvent};
@@ -111,14 +111,15 @@ fn audio_packet(index: u32, start: Instant) -> EncodedPacket {
 struct Events(mpsc::Sender<String>);
 
 impl Observer for Events {
-    fn publishing(&mut self) {
+    fn publishing(&mut self) -> bool {
         let _ = self.0.send("publishing".into());
+        true
     }
     fn event(&mut self, event: &SessionEvent) {
         let _ = self.0.send(format!("{event:?}"));
     }
-    fn ended(&mut self, outcome: Outcome) {
-        let _ = self.0.send(format!("ended: {outcome:?}"));
+    fn ended(&mut self, end: End) {
+        let _ = self.0.send(format!("ended: {end:?}"));
     }
 }
 
@@ -171,7 +172,9 @@ impl Rig {
         config.url = RtmpUrl::parse(&format!("rtmp://{relay}/live/{key}")).unwrap();
         config.link.local.send_buffer = send_buffer;
         let (events_tx, events) = mpsc::channel();
-        output.start(config, setup(), Events(events_tx)).unwrap();
+        output
+            .start(config, setup(), None, Events(events_tx))
+            .unwrap();
         assert_eq!(
             events.recv_timeout(Duration::from_secs(10)).unwrap(),
             "publishing"
@@ -462,4 +465,138 @@ fn a_slow_reader_lowers_the_requested_bitrate_and_it_recovers() {
         last_video + 15 >= sent_video,
         "the backlog never drained: last frame {last_video} of {sent_video}"
     );
+}
+
+/// An observer whose event handling panics when the stream publishes: a panic in the
+/// output's task (session + observer).
+struct PanicsOnPublish(mpsc::Sender<String>);
+
+impl Observer for PanicsOnPublish {
+    fn publishing(&mut self) -> bool {
+        true
+    }
+    fn event(&mut self, event: &SessionEvent) {
+        if matches!(event, SessionEvent::Publishing { .. }) {
+            panic!("injected panic in the stream's task");
+        }
+    }
+    fn ended(&mut self, end: End) {
+        let _ = self.0.send(format!("{end:?}"));
+    }
+}
+
+/// A reference ingest on loopback and a URL publishing `key` to it.
+fn ingest(
+    runtime: &tokio::runtime::Runtime,
+    dir: &tempfile::TempDir,
+    key: &str,
+) -> (Ingest, RtmpUrl) {
+    let config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+    let ingest = runtime.block_on(Ingest::start(config)).unwrap();
+    let url = RtmpUrl::parse(&format!("rtmp://{}/live/{key}", ingest.local_addrs()[0])).unwrap();
+    (ingest, url)
+}
+
+/// A panic in the output's task is contained: the stream ends once, as an internal error,
+/// and a stop asked afterwards finds nothing running (OBS answers it at once, no hang).
+#[test]
+fn a_panic_in_the_stream_task_ends_the_stream_as_an_error() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_ingest, url) = ingest(&runtime, &dir, "panic");
+    let output = LiveOutput::new("live-test").unwrap();
+    let (tx, ended) = mpsc::channel();
+    let config = SessionConfig::new(url);
+    output
+        .start(config, setup(), None, PanicsOnPublish(tx))
+        .unwrap();
+    let end = ended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the stream never ended after its task panicked");
+    assert!(
+        end.starts_with("Failed") && end.contains("injected panic") && end.contains("Error"),
+        "{end}"
+    );
+    assert!(!output.stop(None), "the stream still looks alive");
+    assert!(
+        ended.try_recv().is_err(),
+        "the end was reported more than once"
+    );
+}
+
+/// A stop while connecting ends the stream without letting media flow, reported once.
+#[test]
+fn a_stop_while_connecting_begins_no_capture() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_ingest, url) = ingest(&runtime, &dir, "early");
+    let output = LiveOutput::new("live-test").unwrap();
+    let (tx, events) = mpsc::channel();
+    let config = SessionConfig::new(url);
+    output.start(config, setup(), None, Events(tx)).unwrap();
+    assert!(output.stop(Some(0)), "a starting stream ignored the stop");
+    let mut seen = Vec::new();
+    let end = loop {
+        let event = events
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the stream never ended");
+        if event.starts_with("ended") {
+            break event;
+        }
+        seen.push(event);
+    };
+    assert_eq!(end, "ended: Abandoned { capture_began: false }", "{seen:?}");
+    assert!(!seen.contains(&"publishing".to_string()), "{seen:?}");
+    assert!(!output.stop(None));
+}
+
+/// The packets the channel refused count for the stream they belong to, not the output's
+/// whole life (OBS shows them as the stream's dropped frames).
+#[test]
+fn refused_packets_count_per_stream() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_ingest, url) = ingest(&runtime, &dir, "refused");
+    let output = LiveOutput::new("live-test").unwrap();
+    output.note_refused();
+    output.note_refused();
+    assert_eq!(output.refused(), 2);
+    let (tx, _events) = mpsc::channel();
+    let config = SessionConfig::new(url);
+    output.start(config, setup(), None, Events(tx)).unwrap();
+    assert_eq!(output.refused(), 0, "the last stream's count carried over");
+}
+
+/// Reads the output's live figures while hearing the end, as OBS does (`log_frame_info`
+/// asks for the dropped frames from inside the call that ends data capture).
+struct ReadsFiguresAtTheEnd(std::sync::Weak<LiveOutput>, mpsc::Sender<String>);
+
+impl Observer for ReadsFiguresAtTheEnd {
+    fn publishing(&mut self) -> bool {
+        true
+    }
+    fn event(&mut self, _: &SessionEvent) {}
+    fn ended(&mut self, end: End) {
+        let output = self.0.upgrade().expect("the output is gone");
+        let figures = (output.handle().is_some(), output.refused());
+        let _ = self.1.send(format!("{end:?} {figures:?}"));
+    }
+}
+
+#[test]
+fn the_end_can_read_the_live_figures() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_ingest, url) = ingest(&runtime, &dir, "figures");
+    let output = Arc::new(LiveOutput::new("live-test").unwrap());
+    let (tx, ended) = mpsc::channel();
+    let observer = ReadsFiguresAtTheEnd(Arc::downgrade(&output), tx);
+    output
+        .start(SessionConfig::new(url), setup(), None, observer)
+        .unwrap();
+    assert!(output.stop(None));
+    let end = ended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the end never came: reading the figures deadlocked");
+    assert!(end.ends_with("(true, 0)"), "{end}");
 }

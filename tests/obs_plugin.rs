@@ -634,3 +634,51 @@ fn obs_29_encoder_failure_ends_the_stream() {
 fn obs_32_encoder_failure_ends_the_stream() {
     encoder_failure_ends_the_stream(ObsVersion::Sid);
 }
+
+/// An ingest that disappears for good while OBS streams, the plugin allowed 2 retries:
+/// the plugin gives up and the stream stops once, with the plugin's error. OBS's own
+/// reconnect loop is never involved: it would restart the output (new encoders, timestamps
+/// from zero) and retry what the plugin already gave up on.
+fn giving_up_stops_the_stream_once(version: ObsVersion) {
+    version.require();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+    let ingest = runtime.block_on(Ingest::start(config)).unwrap();
+    let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    let mut service = goaway_service(&server);
+    service["settings"]["goaway_max_retries"] = json!(2);
+    let profile = ProfileBuilder::new(version)
+        .service(service)
+        .plugin(PluginInstall::obs_goaway())
+        .build();
+    let mut obs = profile.start(OnStart::Stream);
+    obs.wait_for_log("[obs-goaway] publishing to", Duration::from_secs(30));
+    ingest.interrupt(Duration::from_secs(3600));
+    obs.wait_for_log(
+        "[obs-goaway] stream stopped: gave up after 2 reconnection attempts",
+        Duration::from_secs(30),
+    );
+    // The frontend logs this when the output's stop reached it; while libobs's reconnect
+    // loop runs it would not (for up to 25 attempts).
+    obs.wait_for_log("==== Streaming Stop", Duration::from_secs(20));
+    let exit = obs.stop();
+    exit.assert_clean("quitting after giving up");
+    // The console only: the log file repeats it.
+    let count = |needle: &str| exit.console.matches(needle).count();
+    assert_eq!(
+        (
+            count("[obs-goaway] connecting to"),
+            count("[obs-goaway] stream stopped:"),
+            count("Reconnecting in"),
+        ),
+        (1, 1, 0),
+        "{version}: the output was not started once and stopped once, without OBS's reconnect loop\n{}",
+        exit.log
+    );
+}
+
+#[test]
+fn obs_29_giving_up_stops_the_stream_once() {
+    giving_up_stops_the_stream_once(ObsVersion::Host);
+}

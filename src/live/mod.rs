@@ -12,12 +12,14 @@
 //!                            Observer ◀── publishing, moves, reconnects, the end
 //! ```
 
+mod lifecycle;
 mod packaging;
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,10 +28,11 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::media::{Tag, VideoCodec};
 use crate::session::{
-    self, packet_channel, PacketReceiver, PacketSender, Report, SessionConfig, SessionError,
-    SessionEvent, SessionHandle, TagInput,
+    self, packet_channel, PacketReceiver, PacketSender, SessionConfig, SessionEvent, SessionHandle,
+    TagInput,
 };
 use crate::transport::QueueLimits;
+pub use lifecycle::{End, Failure, Lifecycle, Outcome, Phase, StopAt, StopCode, StopReply};
 use packaging::Packager;
 
 /// Packets the channel holds: seconds of media, although a live session takes them at once.
@@ -123,34 +126,32 @@ pub struct StreamSetup {
     pub encoder: String,
 }
 
-/// How a session ended.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Stopped on request, after sending everything up to the stop point.
-    Stopped(Report),
-    /// Failed; `published` tells whether any connection ever published.
-    Failed {
-        /// Why.
-        error: SessionError,
-        /// Whether media had started flowing (OBS: data capture had begun).
-        published: bool,
-    },
-    /// Stopped at once on request (forced stop, or a stop before anything was published),
-    /// or the drain took longer than allowed.
-    Abandoned {
-        /// Whether media had started flowing.
-        published: bool,
-    },
+/// The codec headers (encoder extra data) as the encoders know them now.
+///
+/// Read when the stream's first packet is packaged, not when the stream starts: some
+/// encoders (Apple VideoToolbox, per OBS's source) fill them in only with their first
+/// keyframe, as OBS's own output allows for.
+pub trait CodecHeaders: Send + 'static {
+    /// The video encoder's extra data, if it has any now.
+    fn video(&mut self) -> Option<Vec<u8>>;
+    /// The audio encoder's extra data, if it has any now.
+    fn audio(&mut self) -> Option<Vec<u8>>;
 }
 
-/// Told what happens to a session, on the output's runtime thread. Must return quickly.
+/// Told what happens to a stream. Must return quickly.
 pub trait Observer: Send + 'static {
-    /// The first connection publishes: time to let media flow.
-    fn publishing(&mut self);
-    /// Something worth showing (moves, reconnects).
+    /// The first connection publishes: let media flow. False if that failed (the stream
+    /// then ends as an error). Not called if a stop, a failure or the output's end came
+    /// first.
+    fn publishing(&mut self) -> bool;
+    /// Something worth showing (moves, reconnects), on the output's runtime thread.
     fn event(&mut self, event: &SessionEvent);
-    /// The session is over.
-    fn ended(&mut self, outcome: Outcome);
+    /// The stream is over: called exactly once per stream (never after the output is
+    /// dropped), with the output's state locked, so a stop requested meanwhile is
+    /// answered by this. May read [`LiveOutput::handle`] and [`LiveOutput::refused`]
+    /// (OBS does, from inside the calls that end the stream); must not call anything else
+    /// of the [`LiveOutput`].
+    fn ended(&mut self, end: End);
 }
 
 /// When and how to stop: shared by the owner and the session's input.
@@ -229,11 +230,66 @@ impl TagInput for LiveInput {
 }
 
 /// The running part of one stream.
-struct Running {
+struct Stream {
     stop: Arc<StopSignal>,
-    handle: Arc<SessionHandle>,
-    /// Set just before the observer hears how the stream ended.
-    ended: Arc<AtomicBool>,
+}
+
+impl Stream {
+    fn apply(&self, stop: Option<StopAt>) {
+        match stop {
+            Some(StopAt::Drain(at_usec)) => self.stop.set(at_usec),
+            Some(StopAt::Now) => self.stop.set(StopSignal::NOW),
+            None => {}
+        }
+    }
+}
+
+/// The lifecycle and the stream it governs, under one lock.
+#[derive(Default)]
+struct State {
+    lifecycle: Lifecycle,
+    stream: Option<Stream>,
+}
+
+/// What the output shares with its stream's tasks. Lock order: `state`, then `observer`.
+struct Shared {
+    state: Mutex<State>,
+    observer: Mutex<Option<Box<dyn Observer>>>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn observer(&self) -> MutexGuard<'_, Option<Box<dyn Observer>>> {
+        self.observer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The session published: begins capture if nothing stopped the stream first.
+    fn publishing(&self) {
+        if !self.state().lifecycle.publishing() {
+            return;
+        }
+        let began = self.observer().as_mut().is_some_and(|o| o.publishing());
+        if !began {
+            let mut state = self.state();
+            let stop = state.lifecycle.capture_refused();
+            if let Some(stream) = &state.stream {
+                stream.apply(stop);
+            }
+        }
+    }
+
+    /// Reports the stream's end (once; the lifecycle decides), the state locked throughout.
+    fn conclude(&self, end: impl FnOnce(&mut Lifecycle) -> Option<End>) {
+        let mut state = self.state();
+        if let Some(end) = end(&mut state.lifecycle) {
+            if let Some(observer) = self.observer().as_mut() {
+                observer.ended(end);
+            }
+        }
+    }
 }
 
 /// One output: its runtime, its packet channel, and the stream running on them, if any.
@@ -241,8 +297,13 @@ pub struct LiveOutput {
     runtime: Option<Runtime>,
     sender: PacketSender<EncodedPacket>,
     receiver: PacketReceiver<EncodedPacket>,
-    current: Mutex<Option<Running>>,
-    /// Frames the channel refused (the session is gone or hopelessly behind).
+    shared: Arc<Shared>,
+    /// The current (or last) stream's live figures. Apart from the state: OBS reads them
+    /// (`get_dropped_frames`) from inside the calls that report the end, made with the
+    /// state locked.
+    handle: Mutex<Option<Arc<SessionHandle>>>,
+    /// Frames the channel refused during the current stream (the session is gone or
+    /// hopelessly behind).
     refused: Arc<AtomicU64>,
 }
 
@@ -267,7 +328,11 @@ impl LiveOutput {
             runtime: Some(runtime),
             sender,
             receiver,
-            current: Mutex::new(None),
+            shared: Arc::new(Shared {
+                state: Mutex::default(),
+                observer: Mutex::new(None),
+            }),
+            handle: Mutex::new(None),
             refused: Arc::default(),
         })
     }
@@ -282,23 +347,29 @@ impl LiveOutput {
         self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Starts a stream: connects in the background; `observer` hears when it publishes.
+    /// Starts a stream: connects in the background; `observer` hears when it publishes and
+    /// how it ends. `config.handle` receives the stream's live figures. `headers`, if
+    /// given, supplies the codec headers when the first packet is packaged (else the
+    /// setup's are used).
     pub fn start(
         &self,
         mut config: SessionConfig,
         setup: StreamSetup,
-        mut observer: impl Observer,
+        headers: Option<Box<dyn CodecHeaders>>,
+        observer: impl Observer,
     ) -> io::Result<()> {
         let runtime = self
             .runtime
             .as_ref()
             .ok_or_else(|| io::Error::other("output shut down"))?;
+        if !self.shared.state().lifecycle.begin() {
+            return Err(io::Error::other("a stream is already running"));
+        }
         // Whatever a previous stream left in the channel is stale.
         let mut packets = self.receiver.clone();
         while packets.try_recv().is_some() {}
+        self.refused.store(0, Ordering::Relaxed);
         let stop = Arc::new(StopSignal::new());
-        let handle = Arc::new(SessionHandle::default());
-        config.handle = Arc::clone(&handle);
         config.live_source = true;
         config.link.queue = QueueLimits::LIVE;
         if let Some(video) = &setup.video {
@@ -308,103 +379,148 @@ impl LiveOutput {
         }
         let input = LiveInput {
             packets,
-            packager: Packager::new(setup),
+            packager: Packager::new(setup, headers),
             pending: VecDeque::new(),
             stop: Arc::clone(&stop),
             ended: false,
         };
-        let ended = Arc::new(AtomicBool::new(false));
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(Running {
-            stop: Arc::clone(&stop),
-            handle,
-            ended: Arc::clone(&ended),
-        });
-        let (events_tx, mut events) = mpsc::unbounded_channel();
-        runtime.spawn(async move {
-            let session = session::run(config, input, Some(events_tx));
-            tokio::pin!(session);
-            let mut published = false;
-            let mut drain_deadline = None;
-            let outcome = loop {
-                let was_published = published;
-                let forced = async {
-                    loop {
-                        match (stop.at(), drain_deadline) {
-                            (StopSignal::NOW, _) => return,
-                            (StopSignal::RUNNING, _) => stop.changed.notified().await,
-                            // Nothing flows yet: nothing to drain.
-                            _ if !was_published => return,
-                            (_, None) => {
-                                drain_deadline =
-                                    Some(tokio::time::Instant::now() + SHUTDOWN_TIMEOUT);
-                            }
-                            (_, Some(deadline)) => {
-                                tokio::select! {
-                                    () = tokio::time::sleep_until(deadline) => return,
-                                    () = stop.changed.notified() => {}
-                                }
-                            }
-                        }
-                    }
-                };
-                tokio::select! {
-                    result = &mut session => break match result {
-                        Ok(report) => Outcome::Stopped(report),
-                        Err(error) => Outcome::Failed { error, published },
-                    },
-                    Some(event) = events.recv() => {
-                        if matches!(event, SessionEvent::Publishing { .. }) && !published {
-                            published = true;
-                            observer.publishing();
-                        }
-                        observer.event(&event);
-                    }
-                    () = forced => break Outcome::Abandoned { published },
-                }
+        *self.shared.observer() = Some(Box::new(observer));
+        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Arc::clone(&config.handle));
+        {
+            let mut state = self.shared.state();
+            let stream = Stream {
+                stop: Arc::clone(&stop),
             };
-            ended.store(true, Ordering::Release);
-            observer.ended(outcome);
+            stream.apply(state.lifecycle.spawned());
+            state.stream = Some(stream);
+        }
+        let task = runtime.spawn(run_stream(config, input, stop, Arc::clone(&self.shared)));
+        let shared = Arc::clone(&self.shared);
+        runtime.spawn(async move {
+            match task.await {
+                Ok(outcome) => shared.conclude(|life| life.ended(outcome)),
+                Err(error) if error.is_panic() => {
+                    let message = panic_message(error.into_panic());
+                    log::error!("the stream's task panicked: {message}");
+                    shared.conclude(|life| life.panicked(message));
+                }
+                // Cancelled: the runtime is shutting down with the output.
+                Err(_) => {}
+            }
         });
         Ok(())
     }
 
     /// Stops the stream: sends what the encoders produced before system time `at_usec`,
     /// ends the stream cleanly, and reports through the observer. `None` stops at once.
-    pub fn stop(&self, at_usec: Option<i64>) {
-        if let Some(running) = &*self.current.lock().unwrap_or_else(PoisonError::into_inner) {
-            running.stop.set(at_usec.unwrap_or(StopSignal::NOW));
+    /// False if no stream runs (none started, or its end was already reported): the
+    /// caller must then conclude the stop itself.
+    pub fn stop(&self, at_usec: Option<i64>) -> bool {
+        let mut state = self.shared.state();
+        match state.lifecycle.stop(at_usec) {
+            StopReply::Session(at) => {
+                if let Some(stream) = &state.stream {
+                    stream.apply(Some(at));
+                }
+                true
+            }
+            StopReply::Pending => true,
+            StopReply::NothingRuns => false,
         }
     }
 
-    /// Whether a stream started and has not ended yet (its observer has not heard the end,
-    /// or is hearing it now). A stop asked of an ended stream changes nothing: the caller
-    /// must conclude the stop itself.
-    pub fn is_streaming(&self) -> bool {
-        self.current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .is_some_and(|r| !r.ended.load(Ordering::Acquire))
+    /// Ends the stream at once because of `failure` (the encoder failed, a callback
+    /// panicked); the observer hears it as the stream's end.
+    pub fn fail(&self, failure: Failure) {
+        let mut state = self.shared.state();
+        let stop = state.lifecycle.fail(failure);
+        if let Some(stream) = &state.stream {
+            stream.apply(stop);
+        }
     }
 
     /// The current (or last) stream's live figures.
     pub fn handle(&self) -> Option<Arc<SessionHandle>> {
-        self.current
+        self.handle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|r| Arc::clone(&r.handle))
+            .clone()
     }
 
-    /// Packets the channel refused since the output was made.
+    /// Packets the channel refused during the current (or last) stream.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }
 }
 
+/// One stream's session, feeding its events to the observer, until it ends.
+async fn run_stream(
+    config: SessionConfig,
+    input: LiveInput,
+    stop: Arc<StopSignal>,
+    shared: Arc<Shared>,
+) -> Outcome {
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let session = session::run(config, input, Some(events_tx));
+    tokio::pin!(session);
+    let mut drain_deadline = None;
+    loop {
+        let forced = async {
+            loop {
+                match (stop.at(), drain_deadline) {
+                    (StopSignal::NOW, _) => return,
+                    (StopSignal::RUNNING, _) => stop.changed.notified().await,
+                    (_, None) => {
+                        drain_deadline = Some(tokio::time::Instant::now() + SHUTDOWN_TIMEOUT);
+                    }
+                    (_, Some(deadline)) => {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(deadline) => return,
+                            () = stop.changed.notified() => {}
+                        }
+                    }
+                }
+            }
+        };
+        // Biased: a forced stop wins over anything else that is ready at the same time.
+        tokio::select! {
+            biased;
+            () = forced => return Outcome::Abandoned,
+            result = &mut session => return match result {
+                Ok(report) => Outcome::Stopped(report),
+                Err(error) => Outcome::Failed(error),
+            },
+            Some(event) = events.recv() => {
+                if matches!(event, SessionEvent::Publishing { .. }) {
+                    shared.publishing();
+                }
+                if let Some(observer) = shared.observer().as_mut() {
+                    observer.event(&event);
+                }
+            }
+        }
+    }
+}
+
+/// The text a panic carried.
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 impl Drop for LiveOutput {
     fn drop(&mut self) {
-        self.stop(None);
+        {
+            let mut state = self.shared.state();
+            let stop = state.lifecycle.destroy();
+            if let Some(stream) = &state.stream {
+                stream.apply(stop);
+            }
+        }
         if let Some(runtime) = self.runtime.take() {
             if tokio::runtime::Handle::try_current().is_ok() {
                 // Inside some runtime a blocking wait would panic: let the threads finish

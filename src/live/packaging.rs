@@ -6,23 +6,25 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{EncodedPacket, MediaKind, StreamSetup};
+use super::{CodecHeaders, EncodedPacket, MediaKind, StreamSetup};
 use crate::media::{packager, Tag, TagKind, VideoCodec};
 use crate::protocol::amf0::{self, Value};
 
 /// Turns one stream's encoder packets into tags.
-#[derive(Debug)]
 pub(crate) struct Packager {
     setup: StreamSetup,
+    /// Where the codec headers come from when the first packet is packaged.
+    codec_headers: Option<Box<dyn CodecHeaders>>,
     /// dts (ms) of the first video packet: time zero of the stream.
     origin_ms: Option<i64>,
     headers_sent: bool,
 }
 
 impl Packager {
-    pub(crate) fn new(setup: StreamSetup) -> Self {
+    pub(crate) fn new(setup: StreamSetup, codec_headers: Option<Box<dyn CodecHeaders>>) -> Self {
         Self {
             setup,
+            codec_headers,
             origin_ms: None,
             headers_sent: false,
         }
@@ -58,7 +60,15 @@ impl Packager {
         }
     }
 
-    fn headers(&self, out: &mut VecDeque<Tag>) {
+    fn headers(&mut self, out: &mut VecDeque<Tag>) {
+        if let Some(source) = &mut self.codec_headers {
+            if let (Some(video), Some(data)) = (&mut self.setup.video, source.video()) {
+                video.extradata = data;
+            }
+            if let (Some(audio), Some(data)) = (&mut self.setup.audio, source.audio()) {
+                audio.extradata = data;
+            }
+        }
         out.push_back(Tag {
             kind: TagKind::Script,
             timestamp: 0,
@@ -162,7 +172,7 @@ mod tests {
 
     #[test]
     fn first_video_frame_brings_metadata_and_headers_at_time_zero() {
-        let mut packager = Packager::new(setup());
+        let mut packager = Packager::new(setup(), None);
         let mut out = VecDeque::new();
         packager.package(&packet(MediaKind::Audio, -5, -5, true), &mut out);
         assert!(
@@ -188,7 +198,7 @@ mod tests {
 
     #[test]
     fn later_packets_are_timed_from_the_first_video_frame() {
-        let mut packager = Packager::new(setup());
+        let mut packager = Packager::new(setup(), None);
         let mut out = VecDeque::new();
         packager.package(&packet(MediaKind::Video, 30, 30, true), &mut out);
         out.clear();
@@ -206,5 +216,43 @@ mod tests {
             codec_id(VideoCodec::Av1),
             f64::from(u32::from_be_bytes(*b"av01"))
         );
+    }
+
+    /// An encoder that knows its parameter sets only once it encoded its first keyframe.
+    struct AtFirstKeyframe(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+    impl CodecHeaders for AtFirstKeyframe {
+        fn video(&mut self) -> Option<Vec<u8>> {
+            self.0
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then(|| SPS_PPS.to_vec())
+        }
+        fn audio(&mut self) -> Option<Vec<u8>> {
+            Some(vec![0x12, 0x10])
+        }
+    }
+
+    #[test]
+    fn codec_headers_are_read_when_the_first_packet_is_packaged() {
+        let mut setup = setup();
+        for extradata in [
+            &mut setup.video.as_mut().unwrap().extradata,
+            &mut setup.audio.as_mut().unwrap().extradata,
+        ] {
+            extradata.clear();
+        }
+        let encoded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut packager = Packager::new(
+            setup,
+            Some(Box::new(AtFirstKeyframe(std::sync::Arc::clone(&encoded)))),
+        );
+        // The stream starts; the encoder then produces its first keyframe, and only now
+        // has its headers.
+        encoded.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut out = VecDeque::new();
+        packager.package(&packet(MediaKind::Video, 0, 0, true), &mut out);
+        let expected = packager::video_sequence_header(VideoCodec::H264, SPS_PPS, 0).unwrap();
+        assert_eq!(out[1].data, expected.data, "no video sequence header");
+        assert_eq!(&out[2].data[..], &[0xaf, 0, 0x12, 0x10]);
     }
 }

@@ -3,7 +3,6 @@
 
 use std::ffi::{c_char, c_void};
 use std::ptr;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use obs_sys::{
@@ -18,9 +17,8 @@ use obs_sys::{
     obs_output_initialize_encoders, obs_output_set_last_error, obs_output_signal_stop,
     obs_output_t, obs_register_output_s, obs_service_get_id, obs_service_get_settings,
     signal_handler_signal, video_output_get_frame_rate, OBS_ENCODER_CAP_DYN_BITRATE, OBS_OUTPUT_AV,
-    OBS_OUTPUT_CONNECT_FAILED, OBS_OUTPUT_DISCONNECTED, OBS_OUTPUT_ENCODED,
-    OBS_OUTPUT_ENCODE_ERROR, OBS_OUTPUT_ERROR, OBS_OUTPUT_INVALID_STREAM, OBS_OUTPUT_SERVICE,
-    OBS_OUTPUT_SUCCESS,
+    OBS_OUTPUT_CONNECT_FAILED, OBS_OUTPUT_ENCODED, OBS_OUTPUT_ENCODE_ERROR, OBS_OUTPUT_ERROR,
+    OBS_OUTPUT_INVALID_STREAM, OBS_OUTPUT_SERVICE, OBS_OUTPUT_SUCCESS,
 };
 use obs_wrapper::data::DataObj;
 use obs_wrapper::wrapper::PtrWrapper;
@@ -32,13 +30,14 @@ use super::settings::{session_config, Destination, Sink, Source};
 use super::symbols::{connect_info, ConnectInfo};
 use super::version::Running;
 use super::SERVICE_ID;
-use crate::live::{AudioSetup, LiveOutput, Observer, Outcome, StreamSetup, VideoSetup};
+use crate::live::{
+    AudioSetup, CodecHeaders, End, Failure, LiveOutput, Observer, StopCode, StreamSetup, VideoSetup,
+};
 use crate::media::VideoCodec;
-use crate::protocol::ProtocolError;
 use crate::session::{
     Cause, CutoverKind, DynamicBitrate, SessionError, SessionEvent, SessionHandle,
 };
-use crate::transport::{IpFamily, LinkError, LocalEnd};
+use crate::transport::{IpFamily, LocalEnd};
 
 /// `obs_output_info` as libobs 29.1 and later know it (plus `protocols`).
 #[repr(C)]
@@ -58,8 +57,6 @@ unsafe impl Send for OutputPtr {}
 struct Output {
     output: OutputPtr,
     live: LiveOutput,
-    /// Why the stream must end now, if it must: [`ABORT_ENCODER`] or [`ABORT_INTERNAL`].
-    abort: Arc<AtomicU8>,
     /// The encoders of the last stream, kept alive until the next start or `destroy`
     /// (dropped after `live`, so after the stream ended).
     encoders: Mutex<HeldEncoders>,
@@ -109,15 +106,10 @@ impl Drop for HeldEncoders {
     }
 }
 
-/// The encoder handed OBS a NULL packet: the stream ends as an encode error.
-const ABORT_ENCODER: u8 = 1;
-/// A callback panicked (caught): the stream ends as an error rather than running on in an
-/// unknown state.
-const ABORT_INTERNAL: u8 = 2;
-
 /// The sessions of this process's streaming outputs, by output: what the settings dialog
-/// and obs-websocket read the status of and ask to switch servers. An entry is added when
-/// a stream starts and removed when it ends or the output goes away.
+/// and obs-websocket read the status of and ask to switch servers. An entry is added
+/// before a stream's session runs (so its end always comes after) and removed when it
+/// ends, when it cannot start, or when the output goes away.
 static RUNNING: Mutex<Vec<(usize, Arc<SessionHandle>)>> = Mutex::new(Vec::new());
 
 fn set_running(output: OutputPtr, handle: Option<Arc<SessionHandle>>) {
@@ -183,10 +175,8 @@ impl Output {
             setup.video.as_ref().map_or(0, |v| v.width),
             setup.video.as_ref().map_or(0, |v| v.height),
         );
-        self.abort.store(0, Ordering::Relaxed);
         let observer = ObsObserver {
             output: self.output,
-            abort: Arc::clone(&self.abort),
             server: config.url.to_string(),
             target: None,
             bitrate: config.dynamic_bitrate.map(|dbr| EncoderBitrate {
@@ -195,10 +185,14 @@ impl Output {
                 current: dbr.video_kbps,
             }),
         };
+        let headers = self.codec_headers();
+        set_running(self.output, Some(Arc::clone(&config.handle)));
         self.live
-            .start(config, setup, observer)
-            .map_err(|error| with_detail(tr!("Error.CannotStart"), &error))?;
-        set_running(self.output, self.live.handle());
+            .start(config, setup, Some(Box::new(headers)), observer)
+            .map_err(|error| {
+                set_running(self.output, None);
+                with_detail(tr!("Error.CannotStart"), &error)
+            })?;
         Ok(())
     }
 
@@ -263,6 +257,18 @@ impl Output {
         }
     }
 
+    /// The encoders' codec headers, read when the first packet is packaged.
+    fn codec_headers(&self) -> EncoderHeaders {
+        // SAFETY: the output is live; its encoders stay attached (and referenced, see
+        // HeldEncoders) until after the stream ended.
+        unsafe {
+            EncoderHeaders {
+                video: obs_output_get_video_encoder(self.output.0),
+                audio: obs_output_get_audio_encoder(self.output.0, 0),
+            }
+        }
+    }
+
     /// What the encoders produce, read once they are initialized.
     fn setup(&self) -> Result<StreamSetup, String> {
         // SAFETY: encoders attached to a live output; returned settings are released.
@@ -291,6 +297,38 @@ unsafe fn extra_data(encoder: *mut obs_encoder_t) -> Vec<u8> {
         std::slice::from_raw_parts(data, size as usize).to_vec()
     } else {
         Vec::new()
+    }
+}
+
+/// A stream's encoders, asked for their extra data when the first packet is packaged
+/// (OBS's own output reads it when it sends its first packet): encoders such as Apple
+/// VideoToolbox fill it in only with their first keyframe.
+struct EncoderHeaders {
+    video: *mut obs_encoder_t,
+    audio: *mut obs_encoder_t,
+}
+
+// SAFETY: `obs_encoder_get_extra_data` may be called from any thread; the encoders are
+// referenced until the stream ended (HeldEncoders), and the runtime that uses this ends
+// before the output does.
+unsafe impl Send for EncoderHeaders {}
+
+impl EncoderHeaders {
+    fn read(encoder: *mut obs_encoder_t) -> Option<Vec<u8>> {
+        // SAFETY: see the Send impl.
+        (!encoder.is_null())
+            .then(|| unsafe { extra_data(encoder) })
+            .filter(|data| !data.is_empty())
+    }
+}
+
+impl CodecHeaders for EncoderHeaders {
+    fn video(&mut self) -> Option<Vec<u8>> {
+        Self::read(self.video)
+    }
+
+    fn audio(&mut self) -> Option<Vec<u8>> {
+        Self::read(self.audio)
     }
 }
 
@@ -404,7 +442,6 @@ impl Drop for EncoderBitrate {
 /// Reports a session's life to OBS, from the output's runtime thread.
 struct ObsObserver {
     output: OutputPtr,
-    abort: Arc<AtomicU8>,
     /// Where the stream goes now (key redacted), for the log.
     server: String,
     /// Where a requested move goes (key redacted).
@@ -459,11 +496,9 @@ impl ObsObserver {
 }
 
 impl Observer for ObsObserver {
-    fn publishing(&mut self) {
+    fn publishing(&mut self) -> bool {
         // SAFETY: the output is live and its encoders initialized.
-        if !unsafe { obs_output_begin_data_capture(self.output.0, 0) } {
-            log::error!("OBS refused to begin data capture");
-        }
+        unsafe { obs_output_begin_data_capture(self.output.0, 0) }
     }
 
     fn event(&mut self, event: &SessionEvent) {
@@ -515,27 +550,16 @@ impl Observer for ObsObserver {
         }
     }
 
-    fn ended(&mut self, outcome: Outcome) {
+    fn ended(&mut self, end: End) {
         set_running(self.output, None);
         // The configured bitrate is back before OBS hears that the stream ended (OBS's order).
         drop(self.bitrate.take());
         let output = self.output.0;
-        match outcome {
-            _ if self.abort.load(Ordering::Relaxed) == ABORT_ENCODER => {
-                self.fail(
-                    tr!("Fail.Encoder"),
-                    &"the encoder failed",
-                    OBS_OUTPUT_ENCODE_ERROR,
-                );
-            }
-            _ if self.abort.load(Ordering::Relaxed) == ABORT_INTERNAL => {
-                self.fail(
-                    tr!("Fail.Internal"),
-                    &"internal error (see the log above)",
-                    OBS_OUTPUT_ERROR,
-                );
-            }
-            Outcome::Stopped(report) => {
+        let capture_began = match end {
+            End::Stopped {
+                report,
+                capture_began,
+            } => {
                 log::info!(
                     "stream ended: {} frames, {} moves, {} lost, {} duplicated",
                     report.frames_in,
@@ -543,37 +567,63 @@ impl Observer for ObsObserver {
                     report.lost,
                     report.duplicates
                 );
-                // SAFETY: the output is live; data capture began when it published.
-                unsafe { obs_output_end_data_capture(output) };
+                capture_began
             }
-            Outcome::Abandoned { published } => {
+            End::Abandoned { capture_began } => {
                 log::info!("stream stopped at once (forced stop, or nothing to send)");
-                // SAFETY: the output is live; data capture began only if it published.
-                unsafe {
-                    if published {
-                        obs_output_end_data_capture(output);
-                    } else {
-                        obs_output_signal_stop(output, OBS_OUTPUT_SUCCESS as i32);
-                    }
-                }
+                capture_began
             }
-            Outcome::Failed { error, published } => {
-                let (code, headline) = match (&error, published) {
-                    (_, true) => (OBS_OUTPUT_DISCONNECTED, tr!("Fail.Disconnected")),
-                    (
-                        SessionError::Fatal(LinkError::Protocol(
-                            ProtocolError::Rejected { .. } | ProtocolError::Auth(_),
-                        )),
-                        _,
-                    ) => (OBS_OUTPUT_INVALID_STREAM, tr!("Fail.Rejected")),
-                    (SessionError::Fatal(_) | SessionError::Connect(_), _) => {
-                        (OBS_OUTPUT_CONNECT_FAILED, tr!("Fail.Connect"))
+            End::Failed {
+                failure,
+                code,
+                capture_began: _,
+            } => {
+                let (headline, detail) = match &failure {
+                    Failure::Encoder => (tr!("Fail.Encoder"), "the encoder failed".to_string()),
+                    Failure::Internal(message) => {
+                        (tr!("Fail.Internal"), format!("internal error: {message}"))
                     }
-                    (SessionError::GaveUp { .. }, _) => (OBS_OUTPUT_ERROR, tr!("Fail.GaveUp")),
+                    Failure::CaptureRefused => (
+                        tr!("Error.CannotCapture"),
+                        "OBS refused to begin data capture".to_string(),
+                    ),
+                    Failure::Session(error) => (session_headline(error, code), error.to_string()),
                 };
-                self.fail(headline, &error, code);
+                // A stop code other than "disconnected" ends data capture (if it began)
+                // without handing the output to libobs's reconnect loop.
+                self.fail(headline, &detail, obs_code(code));
+                return;
+            }
+        };
+        // SAFETY: the output is live; data capture began only if it published.
+        unsafe {
+            if capture_began {
+                obs_output_end_data_capture(output);
+            } else {
+                obs_output_signal_stop(output, OBS_OUTPUT_SUCCESS as i32);
             }
         }
+    }
+}
+
+/// The headline OBS's error dialog shows for a session's failure.
+fn session_headline(error: &SessionError, code: StopCode) -> &'static [u8] {
+    match (code, error) {
+        (StopCode::InvalidStream, _) => tr!("Fail.Rejected"),
+        (StopCode::ConnectFailed, _) => tr!("Fail.Connect"),
+        (_, SessionError::GaveUp { .. }) => tr!("Fail.GaveUp"),
+        _ => tr!("Fail.Disconnected"),
+    }
+}
+
+/// OBS's value for a stop code.
+fn obs_code(code: StopCode) -> i32 {
+    match code {
+        StopCode::Success => OBS_OUTPUT_SUCCESS as i32,
+        StopCode::ConnectFailed => OBS_OUTPUT_CONNECT_FAILED,
+        StopCode::InvalidStream => OBS_OUTPUT_INVALID_STREAM,
+        StopCode::Error => OBS_OUTPUT_ERROR,
+        StopCode::EncodeError => OBS_OUTPUT_ENCODE_ERROR,
     }
 }
 
@@ -597,7 +647,6 @@ unsafe extern "C" fn create(_settings: *mut obs_data_t, output: *mut obs_output_
             Ok(live) => Box::into_raw(Box::new(Output {
                 output: OutputPtr(output),
                 live,
-                abort: Arc::default(),
                 encoders: Mutex::default(),
             }))
             .cast(),
@@ -640,15 +689,13 @@ unsafe extern "C" fn start(data: *mut c_void) -> bool {
 unsafe extern "C" fn stop(data: *mut c_void, ts: u64) {
     guard("output stop", (), || {
         if let Some(output) = instance(data) {
-            // Nothing runs (it never started, or ended by itself: a failure, an encoder
-            // error): libobs still waits for this stop to conclude (its stopping event),
-            // when quitting too. OBS's own RTMP output answers the same way.
-            if !output.live.is_streaming() {
-                obs_output_signal_stop(output.output.0, OBS_OUTPUT_SUCCESS as i32);
-                return;
-            }
             let at_usec = (ts != 0).then(|| i64::try_from(ts / 1000).unwrap_or(i64::MAX));
-            output.live.stop(at_usec);
+            // Nothing runs (it never started, or its end was already reported: a failure,
+            // an encoder error): libobs still waits for this stop to conclude (its stopping
+            // event), when quitting too. OBS's own RTMP output answers the same way.
+            if !output.live.stop(at_usec) {
+                obs_output_signal_stop(output.output.0, OBS_OUTPUT_SUCCESS as i32);
+            }
         }
     })
 }
@@ -660,8 +707,7 @@ unsafe extern "C" fn encoded_packet(data: *mut c_void, packet: *mut encoder_pack
             return true;
         };
         let Some(packet) = packet.as_ref() else {
-            output.abort.store(ABORT_ENCODER, Ordering::Relaxed);
-            output.live.stop(None);
+            output.live.fail(Failure::Encoder);
             return true;
         };
         if output.live.sender().try_send(packet::take(packet)).is_err() {
@@ -671,8 +717,10 @@ unsafe extern "C" fn encoded_packet(data: *mut c_void, packet: *mut encoder_pack
     });
     if !handed_over {
         if let Some(output) = instance(data) {
-            output.abort.store(ABORT_INTERNAL, Ordering::Relaxed);
-            output.live.stop(None);
+            // The stream ends as an error rather than running on in an unknown state.
+            output
+                .live
+                .fail(Failure::Internal("encoded_packet panicked".into()));
         }
     }
 }

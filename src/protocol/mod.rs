@@ -11,6 +11,7 @@ pub mod chunk;
 pub mod handshake;
 pub mod message;
 pub mod publisher;
+pub mod redact;
 pub mod server;
 mod wire;
 

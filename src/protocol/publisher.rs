@@ -22,10 +22,11 @@ use bytes::Bytes;
 use md5::{Digest, Md5};
 
 use super::amf0::Value;
-use super::auth::{self, ClientAuth};
+use super::auth::{self, AuthError, ClientAuth};
 use super::chunk::RawMessage;
 use super::handshake::ClientHandshake;
 use super::message::{Command, Message};
+use super::redact::Secrets;
 use super::wire::Wire;
 use super::{ProtocolError, Sticky};
 use crate::media::{Tag, TagKind};
@@ -285,7 +286,7 @@ impl Publisher {
                     || command.transaction == TXN_CREATE_STREAM
                     || command.transaction == TXN_PUBLISH =>
             {
-                return Err(rejected(&command, self.state));
+                return Err(rejected(&command, self.state, self.secrets()));
             }
             ("onStatus", _) => self.on_status(&command)?,
             _ => log::trace!("ignoring command {} on stream {stream_id}", command.name),
@@ -303,7 +304,10 @@ impl Publisher {
             self.nonce,
         );
         match step {
-            None => Err(rejected(command, self.state)),
+            None => Err(rejected(command, self.state, self.secrets())),
+            Some(Err(AuthError::UnsupportedMethod(method))) => Err(ProtocolError::Auth(
+                AuthError::UnsupportedMethod(self.secrets().redact(&method)),
+            )),
             Some(Err(error)) => Err(ProtocolError::Auth(error)),
             Some(Ok(next)) => {
                 log::debug!(
@@ -317,11 +321,27 @@ impl Publisher {
         }
     }
 
+    /// The secrets no server text may carry on into logs, errors or status.
+    fn secrets(&self) -> Secrets<'_> {
+        Secrets {
+            key: &self.config.stream_key,
+            password: self
+                .config
+                .auth
+                .as_ref()
+                .map(|auth| auth.credentials().password()),
+        }
+    }
+
     fn on_status(&mut self, command: &Command) -> Result<(), ProtocolError> {
-        let code = command.info_field("code").unwrap_or_default().to_owned();
+        let secrets = self.secrets();
+        let raw_code = command.info_field("code").unwrap_or_default();
+        let code = secrets.redact(raw_code);
         let level = command.info_field("level").unwrap_or_default();
-        let description = command.info_field("description").map(str::to_owned);
-        if code == "NetConnection.Connect.ReconnectRequest" {
+        let description = command
+            .info_field("description")
+            .map(|text| secrets.redact(text));
+        if raw_code == "NetConnection.Connect.ReconnectRequest" {
             if self.config.announce_reconnect {
                 self.events.push_back(Event::ReconnectRequest {
                     tc_url: command.info_field("tcUrl").map(str::to_owned),
@@ -330,11 +350,11 @@ impl Publisher {
             }
             return Ok(());
         }
-        if code == "NetStream.Publish.Start" && self.state == State::StartingPublish {
+        if raw_code == "NetStream.Publish.Start" && self.state == State::StartingPublish {
             self.state = State::Publishing;
             self.events.push_back(Event::Publishing);
         } else if level == "error" && self.state != State::Publishing {
-            return Err(rejected(command, self.state));
+            return Err(rejected(command, self.state, secrets));
         } else if self.state == State::Publishing || level == "error" {
             self.events.push_back(Event::Status { code, description });
         }
@@ -435,7 +455,8 @@ fn with_set_data_frame(body: &Bytes) -> Bytes {
     out.into()
 }
 
-fn rejected(command: &Command, state: State) -> ProtocolError {
+/// The server's refusal, its text without the connection's secrets.
+fn rejected(command: &Command, state: State, secrets: Secrets<'_>) -> ProtocolError {
     let stage = match state {
         State::Connecting => "connect",
         State::CreatingStream => "createStream",
@@ -443,11 +464,12 @@ fn rejected(command: &Command, state: State) -> ProtocolError {
     };
     ProtocolError::Rejected {
         stage,
-        code: command.info_field("code").unwrap_or("(no code)").to_owned(),
-        description: command
-            .info_field("description")
-            .unwrap_or("(no description)")
-            .to_owned(),
+        code: secrets.redact(command.info_field("code").unwrap_or("(no code)")),
+        description: secrets.redact(
+            command
+                .info_field("description")
+                .unwrap_or("(no description)"),
+        ),
     }
 }
 
@@ -490,6 +512,8 @@ mod tests {
         server: ServerSession,
         server_events: Vec<ServerEvent>,
         auth: Option<ServerAuth>,
+        /// Refuse the publish with this code and description.
+        refusal: Option<(String, String)>,
     }
 
     impl Pair {
@@ -499,6 +523,7 @@ mod tests {
                 server: ServerSession::new(0, b"s"),
                 server_events: Vec::new(),
                 auth: None,
+                refusal: None,
             }
         }
 
@@ -529,7 +554,12 @@ mod tests {
                         ServerEvent::ConnectRequested { app, query, .. } => {
                             self.on_connect(&app.clone(), query.clone().as_deref());
                         }
-                        ServerEvent::PublishRequested { .. } => self.server.accept_publish(),
+                        ServerEvent::PublishRequested { .. } => match &self.refusal {
+                            Some((code, description)) => {
+                                self.server.reject_publish(code, description);
+                            }
+                            None => self.server.accept_publish(),
+                        },
                         _ => {}
                     }
                     self.server_events.push(ev);
@@ -578,6 +608,36 @@ mod tests {
             Some(Event::ReconnectRequest {
                 tc_url: Some("rtmp://other/live".into()),
                 description: Some("maintenance".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn server_text_echoing_the_key_is_redacted() {
+        // nginx-rtmp and others name the stream (the key) in their descriptions.
+        let mut pair = Pair::new(config());
+        pair.refusal = Some((
+            "NetStream.Publish.BadName key?token=1".into(),
+            "Already publishing key?token=1 (stream key)".into(),
+        ));
+        let error = pair.drive().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "server refused publish: NetStream.Publish.BadName <key> (Already publishing <key> (stream <key>))"
+        );
+        assert!(error.is_key_in_use(), "redaction hid the refusal's meaning");
+
+        let mut pair = Pair::new(config());
+        pair.drive().unwrap();
+        while pair.client.poll_event().is_some() {}
+        pair.server
+            .send_reconnect_request(Some("/live"), "moving key to another server");
+        pair.drive().unwrap();
+        assert_eq!(
+            pair.client.poll_event(),
+            Some(Event::ReconnectRequest {
+                tc_url: Some("/live".into()),
+                description: Some("moving <key> to another server".into()),
             })
         );
     }

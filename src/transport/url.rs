@@ -1,7 +1,7 @@
 //! RTMP URLs: `rtmp[s]://[user:password@]host[:port]/app[/instance]/key[?query]`.
 //!
 //! The stream key and the password are secrets: [`RtmpUrl`]'s `Display` and `Debug` never
-//! show them.
+//! show them (the key's placeholder is [`redact::KEY`], the one server text gets too).
 
 use std::fmt;
 
@@ -10,6 +10,7 @@ use thiserror::Error;
 use url::Url;
 
 use crate::protocol::auth::Credentials;
+use crate::protocol::redact;
 
 /// Plain TCP or TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,7 +224,7 @@ fn parse_url(input: &str) -> Result<Url, UrlError> {
 
 impl fmt::Display for RtmpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/<key>", self.tc_url())
+        write!(f, "{}/{}", self.tc_url(), redact::KEY)
     }
 }
 

@@ -46,6 +46,11 @@ impl ClientAuth {
         }
     }
 
+    /// The username and password (a secret: never log it).
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
     /// The scheme in use.
     pub fn method(&self) -> AuthMethod {
         self.method
