@@ -52,6 +52,9 @@
 //! ```
 #![forbid(unused_must_use)]
 
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingest;
 pub mod live;
 pub mod media;

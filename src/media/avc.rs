@@ -22,6 +22,16 @@ pub fn decoder_configuration_record(extradata: &[u8]) -> Result<Bytes, MediaErro
     if first.len() < 4 {
         return Err(MediaError::Truncated("H.264 SPS"));
     }
+    // The record gives each parameter set a 16-bit length.
+    if sps
+        .iter()
+        .chain(&pps)
+        .any(|u| u.len() > usize::from(u16::MAX))
+    {
+        return Err(MediaError::Invalid(
+            "H.264 parameter set longer than 65535 bytes",
+        ));
+    }
     let mut out = BytesMut::with_capacity(16 + extradata.len());
     out.put_u8(1);
     out.put_slice(&first[1..4]); // profile, compatibility, level
@@ -68,5 +78,20 @@ mod tests {
             "H.264 PPS missing from the encoder's extra data"
         );
         assert!(decoder_configuration_record(&[]).is_err());
+    }
+
+    #[test]
+    fn parameter_sets_too_long_for_the_record_are_refused() {
+        // Found while writing the codec_config fuzz property: the 16-bit length wrapped
+        // and the record described other bytes than it held.
+        let mut extradata = vec![0, 0, 1, 0x67, 0x64, 0, 0x1f];
+        extradata.resize(7 + 65536, 0xac);
+        extradata.extend_from_slice(&[0, 0, 1, 0x68, 0xee, 0x3c]);
+        assert_eq!(
+            decoder_configuration_record(&extradata),
+            Err(MediaError::Invalid(
+                "H.264 parameter set longer than 65535 bytes"
+            ))
+        );
     }
 }

@@ -94,6 +94,16 @@ pub fn decoder_configuration_record(extradata: &[u8]) -> Result<Bytes, MediaErro
             return Err(MediaError::Missing(name));
         }
     }
+    // The record gives each array a 16-bit count and each unit a 16-bit length.
+    let limit = usize::from(u16::MAX);
+    if arrays
+        .iter()
+        .any(|(_, list)| list.len() > limit || list.iter().any(|u| u.len() > limit))
+    {
+        return Err(MediaError::Invalid(
+            "HEVC parameter sets too long or too many for hvcC",
+        ));
+    }
     let sps = parse_sps(arrays[1].1[0])?;
     let mut out = BytesMut::with_capacity(32 + extradata.len());
     out.put_u8(1);
@@ -151,5 +161,19 @@ mod tests {
         garbage.truncate(40);
         garbage.extend_from_slice(&[0, 0, 0, 1, 0x44, 0x01, 0xc1]);
         assert!(decoder_configuration_record(&garbage).is_err());
+    }
+
+    #[test]
+    fn parameter_sets_too_long_for_the_record_are_refused() {
+        // Found while writing the codec_config fuzz property: the 16-bit length wrapped.
+        let mut extradata = EXTRADATA.to_vec();
+        extradata.extend_from_slice(&[0, 0, 1, 0x44, 0x01]);
+        extradata.resize(extradata.len() + 65536, 0xc1);
+        assert_eq!(
+            decoder_configuration_record(&extradata),
+            Err(MediaError::Invalid(
+                "HEVC parameter sets too long or too many for hvcC"
+            ))
+        );
     }
 }
