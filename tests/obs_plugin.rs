@@ -14,13 +14,13 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::obs::{
     authenticating_ingest, run_outage_scenario, run_scenario, with_auth, ObsVersion, OnStart,
     PluginInstall, ProfileBuilder, ScenarioOutcome, ScenarioTimes, AUTH_PASSWORD, SCENARIO_KEY,
 };
-use common::{ffprobe_decoded_frames, free_port, throttled_relay};
+use common::{ffprobe_decoded_frames, free_port, throttled_relay, wait_until, within};
 use obs_goaway::ingest::{Ingest, IngestConfig, SignalKind};
 use obs_goaway::media::flv::FlvWriter;
 use obs_goaway::media::TagKind;
@@ -230,7 +230,17 @@ fn authenticates_every_connection(version: ObsVersion) {
         .build();
     let mut obs = profile.start(OnStart::Stream);
     obs.wait_for_log("[obs-goaway] publishing to", Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(2));
+    let received = || {
+        ingest
+            .stats()
+            .get(SCENARIO_KEY)
+            .map_or(0, |s| s.frames_received)
+    };
+    wait_until(
+        format!("{version}: frames at the ingest"),
+        Duration::from_secs(30),
+        || received() > 0,
+    );
     assert_eq!(
         ingest.signal_all(Some(SignalKind::GoAway)),
         1,
@@ -238,7 +248,16 @@ fn authenticates_every_connection(version: ObsVersion) {
         obs.log()
     );
     obs.wait_for_log("[obs-goaway] move: go-away", Duration::from_secs(15));
-    std::thread::sleep(Duration::from_secs(1));
+    wait_until(
+        format!("{version}: frames from the successor connection at the ingest"),
+        Duration::from_secs(15),
+        || {
+            ingest
+                .stats()
+                .get(SCENARIO_KEY)
+                .is_some_and(|s| !s.cutovers.is_empty())
+        },
+    );
     let exit = obs.stop();
     exit.assert_clean("authenticated move");
     let stats = ingest
@@ -301,6 +320,12 @@ fn start_stream_quit_cycles(version: ObsVersion, cycles: usize) {
     );
     let ingest = runtime.block_on(Ingest::start(config)).unwrap();
     let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    let received = || {
+        ingest
+            .stats()
+            .get(SCENARIO_KEY)
+            .map_or(0, |s| s.frames_received)
+    };
     for cycle in 1..=cycles {
         let port = free_port();
         let profile = ProfileBuilder::new(version)
@@ -308,10 +333,17 @@ fn start_stream_quit_cycles(version: ObsVersion, cycles: usize) {
             .plugin(PluginInstall::obs_goaway())
             .websocket(port)
             .build();
+        let before = received();
         let mut obs = profile.start(OnStart::Stream);
         obs.wait_for_log("[obs-goaway] publishing to", Duration::from_secs(30));
-        // Stream a little: OBS 29 itself may hang when told to quit while still starting.
-        std::thread::sleep(Duration::from_secs(2));
+        // OBS 29 itself may hang when told to quit while still starting: wait until its
+        // window has taken the stream as started and frames flow.
+        obs.wait_for_log("==== Streaming Start", Duration::from_secs(30));
+        wait_until(
+            format!("{version}: cycle {cycle}: frames at the ingest"),
+            Duration::from_secs(30),
+            || received() > before,
+        );
         // Every other cycle quits while streaming: OBS then stops the output on its way out.
         if cycle % 2 == 0 {
             runtime.block_on(async {
@@ -454,23 +486,17 @@ fn dynamic_bitrate_follows_a_slow_link(version: ObsVersion) {
     let mut obs = profile.start(OnStart::Stream);
     obs.wait_for_log("[obs-goaway] publishing to", Duration::from_secs(30));
     // Wait for the bitrate to come down to half (or for 45 s), then let the link go fast.
-    let deadline = Instant::now() + Duration::from_secs(45);
-    while Instant::now() < deadline
-        && !logged_kbps(&obs.log(), "bitrate decreased to:")
+    within(Duration::from_secs(45), || {
+        logged_kbps(&obs.log(), "bitrate decreased to:")
             .iter()
             .any(|&kbps| kbps <= KBPS / 2)
-    {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     rate.store(0, Ordering::Relaxed);
     let raised = obs.log().matches("bitrate increased to:").count();
     // OBS raises 4 s after the last change.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline && obs.log().matches("bitrate increased to:").count() == raised
-    {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_secs(2));
+    within(Duration::from_secs(15), || {
+        obs.log().matches("bitrate increased to:").count() > raised
+    });
     // Stop Streaming, as the button does: the bitrate is restored as the output stops.
     runtime.block_on(async {
         let mut ws = obs.websocket(Duration::from_secs(20)).await.unwrap();
@@ -478,7 +504,11 @@ fn dynamic_bitrate_follows_a_slow_link(version: ObsVersion) {
     });
     obs.try_wait_for_log("[obs-goaway] stream ended", Duration::from_secs(20));
     let exit = obs.stop();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until(
+        format!("{version}: the ingest to see OBS leave"),
+        Duration::from_secs(10),
+        || ingest.publishers(SCENARIO_KEY) == 0,
+    );
     let stats = ingest
         .stats()
         .remove(SCENARIO_KEY)
