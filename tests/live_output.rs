@@ -218,6 +218,7 @@ impl Rig {
                 audio += 1;
             }
             watch();
+            // Pacing: the packets are fed in real time, as OBS's encoders hand them over.
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(
@@ -246,7 +247,11 @@ impl Rig {
             ended.starts_with("ended: Stopped"),
             "{ended}; events before: {log:?}"
         );
-        std::thread::sleep(Duration::from_millis(300));
+        common::wait_until(
+            "the ingest to see the publisher leave",
+            Duration::from_secs(10),
+            || self.ingest.publishers(key) == 0,
+        );
         let stats = self.ingest.stats().remove(key).expect("nothing recorded");
         drop(self.ingest);
         drop(self.runtime);

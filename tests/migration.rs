@@ -34,6 +34,7 @@ fn feed(tags: Vec<Tag>, sender: PacketSender, speed: f64) -> std::thread::JoinHa
         for tag in tags {
             let due =
                 start + Duration::from_millis(u64::from(tag.timestamp - first)).div_f64(speed);
+            // Pacing: a live source hands its frames over in (scaled) real time.
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
@@ -107,7 +108,15 @@ async fn publish(
     let session = tokio::spawn(session::run(config, receiver, Some(event_tx)));
     let start = tokio::time::Instant::now();
     for &(after, kind) in signals {
+        // The schedule is part of the scenario: where in the stream the server asks. The
+        // publisher must be live by then, however slowly it started.
         tokio::time::sleep_until(start + after).await;
+        wait_until_async(
+            format!("a publisher of {key} at the ingest"),
+            Duration::from_secs(10),
+            || ingest.publishers(key) > 0,
+        )
+        .await;
         ingest.signal_all(Some(kind));
     }
     let report = session.await.unwrap().expect("session failed");
@@ -128,11 +137,12 @@ async fn publish(
 
 /// The key's statistics once its last publisher has gone.
 async fn wait_for_recording(ingest: &Ingest, key: &str) -> StreamStats {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ingest.publishers(key) > 0 {
-        assert!(Instant::now() < deadline, "publisher of {key} never left");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_async(
+        format!("the publisher of {key} to leave"),
+        Duration::from_secs(10),
+        || ingest.publishers(key) == 0,
+    )
+    .await;
     ingest.stats().remove(key).expect("nothing recorded")
 }
 
@@ -384,7 +394,12 @@ async fn publishers_that_do_not_announce_support_are_never_signalled() {
     let (sender, receiver) = session::packet_channel(64);
     let feeder = feed(tags.clone(), sender, 4.0);
     let session = tokio::spawn(session::run(config, receiver, None));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until_async(
+        "the publisher of quiet at the ingest",
+        Duration::from_secs(10),
+        || ingest.publishers("quiet") > 0,
+    )
+    .await;
     assert_eq!(ingest.signal_all(Some(SignalKind::GoAway)), 0);
     assert_eq!(ingest.signal_all(Some(SignalKind::ReconnectRequest)), 0);
     let report = session.await.unwrap().unwrap();
@@ -417,14 +432,16 @@ fn a_killed_and_restarted_server_loses_nothing() {
     let (sender, receiver) = session::packet_channel(256);
     let feeder = feed(tags.clone(), sender, 4.0);
     let session = runtime.spawn(session::run(config, receiver, None));
-    std::thread::sleep(Duration::from_millis(2000));
+    wait_for_media(&dir.path().join("crash.flv"));
     server.0.kill().unwrap(); // SIGKILL: no signal, no goodbye
     server.0.wait().unwrap();
+    // The outage under test: the server stays down longer than the first retry delay.
     std::thread::sleep(Duration::from_millis(500));
     let restarted = serve();
     let report = runtime.block_on(session).unwrap().expect("session failed");
     feeder.join().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The session ended when the server closed the connection after our FIN, so it had
+    // recorded everything: killing it now loses nothing.
     drop(restarted);
     let first = read_flv(&dir.path().join("crash.flv"));
     let second = read_flv(&dir.path().join("crash.1.flv"));
@@ -460,6 +477,7 @@ async fn soak_of_100_moves_loses_and_duplicates_nothing() {
                     break;
                 }
                 let due = start + Duration::from_millis(u64::from(tag.timestamp)).div_f64(10.0);
+                // Pacing, as in `feed`.
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
@@ -479,7 +497,18 @@ async fn soak_of_100_moves_loses_and_duplicates_nothing() {
         .into_iter()
         .cycle();
     while moves < MOVES {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // The previous successor's media is at the ingest before it is asked to move.
+        wait_until_async(
+            format!("move {moves}: the successor's media at the ingest"),
+            Duration::from_secs(10),
+            || {
+                ingest
+                    .stats()
+                    .get("soak")
+                    .is_some_and(|s| s.cutovers.len() >= moves)
+            },
+        )
+        .await;
         assert_eq!(
             ingest.signal_all(kinds.next()),
             1,
@@ -576,7 +605,17 @@ async fn a_silently_dead_path_is_detected_and_resumed_without_loss() {
     let (event_tx, mut event_rx) = mpsc::unbounded_channel();
     let feeder = feed(tags.clone(), sender, 2.0);
     let session = tokio::spawn(session::run(config, receiver, Some(event_tx)));
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    wait_until_async(
+        "100 frames of mute at the ingest",
+        Duration::from_secs(10),
+        || {
+            ingest
+                .stats()
+                .get("mute")
+                .is_some_and(|s| s.frames_received >= 100)
+        },
+    )
+    .await;
     relay.partition();
     let partitioned = Instant::now();
     let detected = loop {
@@ -608,13 +647,19 @@ async fn a_silently_dead_path_is_detected_and_resumed_without_loss() {
         .any(|c| c.cause == Cause::ConnectionLost && c.kind == CutoverKind::Resumed));
 }
 
+/// Waits until the recording at `path` holds media (past its header and first tags): its
+/// publisher is live and streaming.
+fn wait_for_media(path: &std::path::Path) {
+    wait_until(
+        format!("media in {}", path.display()),
+        Duration::from_secs(20),
+        || std::fs::metadata(path).is_ok_and(|m| m.len() > 64 * 1024),
+    );
+}
+
 /// `goaway serve` and `goaway publish` as a user runs them; returns the publisher's stderr
 /// and the serve process's stderr.
-fn cli_move(
-    serve_args: &[&str],
-    key: &str,
-    signal_usr1_after: Option<Duration>,
-) -> (String, String) {
+fn cli_move(serve_args: &[&str], key: &str, signal_usr1: bool) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
@@ -640,8 +685,8 @@ fn cli_move(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    if let Some(after) = signal_usr1_after {
-        std::thread::sleep(after);
+    if signal_usr1 {
+        wait_for_media(&dir.path().join(format!("{key}.flv")));
         let status = Command::new("kill")
             .args(["-USR1", &serve.0.id().to_string()])
             .status()
@@ -654,7 +699,8 @@ fn cli_move(
         output.status.success(),
         "publish failed: {publisher_stderr}"
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // The publisher ended when the server closed the connection after its FIN: the
+    // recording is complete.
     let status = Command::new("kill")
         .args(["-INT", &serve.0.id().to_string()])
         .status()
@@ -679,7 +725,7 @@ fn cli_move(
 
 #[test]
 fn cli_ingest_moves_a_cli_publisher_on_sigusr1() {
-    let (publisher, serve) = cli_move(&[], "usr1", Some(Duration::from_millis(1500)));
+    let (publisher, serve) = cli_move(&[], "usr1", true);
     assert!(
         serve.contains("SIGUSR1: signalled 1 publisher(s)"),
         "{serve}"
@@ -696,7 +742,7 @@ fn cli_ingest_schedules_reconnect_requests() {
     let (publisher, _) = cli_move(
         &["--goaway-after", "1", "--signal", "reconnect-request"],
         "sched",
-        None,
+        false,
     );
     assert!(
         publisher.contains("server sent reconnect-request"),
@@ -848,7 +894,12 @@ async fn moves_over_rtmps_on_the_reference_ingest() {
     let (sender, receiver) = session::packet_channel(256);
     let feeder = feed(tags.clone(), sender, 4.0);
     let session = tokio::spawn(session::run(config, receiver, None));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_until_async(
+        "the publisher of tls at the ingest",
+        Duration::from_secs(10),
+        || ingest.publishers("tls") > 0,
+    )
+    .await;
     assert_eq!(ingest.signal_all(Some(SignalKind::ReconnectRequest)), 1);
     let report = session.await.unwrap().unwrap();
     feeder.join().unwrap();

@@ -15,8 +15,19 @@ use common::obs::{
     authenticating_ingest, rtmp_custom, run_outage_scenario, with_auth, ObsVersion, OnStart,
     PluginInstall, ProfileBuilder, ScenarioOutcome, AUTH_PASSWORD, SCENARIO_KEY,
 };
-use common::{ffprobe_decoded_frames, frame_counts, free_port, read_flv};
+use common::{
+    ffprobe_decoded_frames, frame_counts, free_port, read_flv, wait_until, within,
+    AUDIO_FRAMES_PER_SECOND,
+};
 use obs_goaway::ingest::{Ingest, IngestConfig};
+
+/// Audio and video frames `ingest` received for [`SCENARIO_KEY`].
+fn received(ingest: &Ingest) -> u64 {
+    ingest
+        .stats()
+        .get(SCENARIO_KEY)
+        .map_or(0, |s| s.frames_received)
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -37,11 +48,16 @@ fn streams_to_the_reference_ingest(version: ObsVersion) {
     let profile = ProfileBuilder::new(version)
         .service(rtmp_custom(&server, SCENARIO_KEY))
         .build();
+    let fps = profile.fps();
     let mut obs = profile.start(OnStart::Stream);
     obs.wait_for_log("==== Streaming Start", Duration::from_secs(30));
     let streaming = Instant::now();
     let started_after = obs.elapsed();
-    std::thread::sleep(Duration::from_secs(8));
+    wait_until(
+        format!("{version}: 8 s of stream at the ingest"),
+        Duration::from_secs(60),
+        || received(&ingest) >= 8 * (u64::from(fps) + AUDIO_FRAMES_PER_SECOND),
+    );
     let exit = obs.stop();
     let streamed = streaming.elapsed();
 
@@ -104,9 +120,14 @@ fn authenticates_to_the_reference_ingest(version: ObsVersion) {
     let profile = ProfileBuilder::new(version)
         .service(with_auth(rtmp_custom(&server, SCENARIO_KEY), AUTH_PASSWORD))
         .build();
+    let fps = profile.fps();
     let mut obs = profile.start(OnStart::Stream);
     obs.wait_for_log("==== Streaming Start", Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(4));
+    wait_until(
+        format!("{version}: 4 s of stream at the ingest"),
+        Duration::from_secs(60),
+        || received(&ingest) >= 4 * (u64::from(fps) + AUDIO_FRAMES_PER_SECOND),
+    );
     let exit = obs.stop();
     exit.assert_clean("exit");
     let stats = ingest
@@ -173,12 +194,17 @@ fn websocket_answers(version: ObsVersion) {
     let title = format!("OBS {}", version.version());
     let window = obs.wait_for_window(&title, Duration::from_secs(20));
     assert!(window.is_some(), "{version}: no window titled {title:?}");
-    std::thread::sleep(Duration::from_secs(1));
+    // OBS paints its window shortly after mapping it: a blank display compresses to a
+    // few hundred bytes, a painted one to well over 10 kB.
     let shot = tempfile::Builder::new().suffix(".png").tempfile().unwrap();
-    obs.screenshot(shot.path());
-    let png = std::fs::read(shot.path()).unwrap();
+    let mut png = Vec::new();
+    let painted = within(Duration::from_secs(20), || {
+        obs.screenshot(shot.path());
+        png = std::fs::read(shot.path()).unwrap();
+        png.len() > 10_000
+    });
     assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        png.starts_with(b"\x89PNG") && painted,
         "{version}: screenshot of {} bytes",
         png.len()
     );

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::obs::{
     rtmp_custom, ObsVersion, ObsWebSocket, OnStart, PluginInstall, ProfileBuilder, SCENARIO_KEY,
 };
-use common::{free_port, read_flv};
+use common::{free_port, read_flv, wait_until_async, AUDIO_FRAMES_PER_SECOND};
 use obs_goaway::ingest::{Ingest, IngestConfig};
 use obs_goaway::media::TagKind;
 use serde_json::{json, Value};
@@ -61,10 +61,20 @@ async fn set_service(
     std::fs::read(profile_dir.join("service.json")).unwrap()
 }
 
-async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+/// Asks until both OBS (`GetStreamStatus`) and the plugin (`GetStatus`) say no stream runs.
+async fn wait_until_not_streaming(ws: &mut ObsWebSocket, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+    loop {
+        let obs = ws.request("GetStreamStatus", Value::Null).await.unwrap();
+        let ours = vendor(ws, "GetStatus", json!({})).await;
+        if obs["outputActive"] == false && ours["streaming"] == false {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {timeout:?} for the stream to end: OBS {obs}, obs-goaway {ours}"
+        );
+        // Ask again shortly.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -155,18 +165,23 @@ fn enable_switch_disable(version: ObsVersion) {
 
         // Stream to A, then switch to B while live.
         ws.request("StartStream", Value::Null).await.unwrap();
-        wait_until("frames at A", Duration::from_secs(30), || {
-            received(&ingest_a) > 0
+        // Three seconds of stream at A before the switch.
+        let three_seconds = 3 * (u64::from(fps) + AUDIO_FRAMES_PER_SECOND);
+        wait_until_async("3 s of stream at A", Duration::from_secs(30), || {
+            received(&ingest_a) > three_seconds
         })
         .await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
         let switched = vendor(&mut ws, "SwitchServer", json!({"url": server_b})).await;
         assert_eq!(switched["ok"], true, "{version}: SwitchServer: {switched}");
-        wait_until("the move to B", Duration::from_secs(15), || {
+        wait_until_async("the move to B", Duration::from_secs(15), || {
             received(&ingest_b) > 0 && ingest_a.publishers(SCENARIO_KEY) == 0
         })
         .await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let two_seconds = 2 * (u64::from(fps) + AUDIO_FRAMES_PER_SECOND);
+        wait_until_async("2 s of stream at B", Duration::from_secs(30), || {
+            received(&ingest_b) > two_seconds
+        })
+        .await;
         let status = vendor(&mut ws, "GetStatus", json!({})).await;
         assert_eq!(status["ok"], true, "{status}");
         assert_eq!(status["enabled"], true, "{status}");
@@ -186,11 +201,11 @@ fn enable_switch_disable(version: ObsVersion) {
         assert_eq!(bad["ok"], false, "{bad}");
 
         ws.request("StopStream", Value::Null).await.unwrap();
-        wait_until("the stream to end", Duration::from_secs(15), || {
+        wait_until_async("the stream to end", Duration::from_secs(15), || {
             ingest_a.publishers(SCENARIO_KEY) + ingest_b.publishers(SCENARIO_KEY) == 0
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        wait_until_not_streaming(&mut ws, Duration::from_secs(15)).await;
 
         // Disable: the Custom service exactly as OBS had written it.
         let disabled = vendor(&mut ws, "Disable", json!({})).await;
@@ -353,12 +368,12 @@ fn enable_with_enhanced_broadcasting(version: ObsVersion) {
         assert_eq!(status["enabled"], true, "{version}: {status}");
         assert_eq!(status["reloadRequired"], false, "{version}: {status}");
         ws.request("StartStream", Value::Null).await.unwrap();
-        wait_until("frames at the ingest", Duration::from_secs(30), || {
+        wait_until_async("frames at the ingest", Duration::from_secs(30), || {
             received() > 2 * fps as u64
         })
         .await;
         ws.request("StopStream", Value::Null).await.unwrap();
-        wait_until("the stream to end", Duration::from_secs(15), || {
+        wait_until_async("the stream to end", Duration::from_secs(15), || {
             ingest.publishers(SCENARIO_KEY) == 0
         })
         .await;
@@ -416,4 +431,35 @@ fn obs_30_enable_with_enhanced_broadcasting_on() {
 #[test]
 fn obs_32_enable_with_enhanced_broadcasting_on() {
     enable_with_enhanced_broadcasting(ObsVersion::Sid);
+}
+
+/// OBS starts with Enhanced Broadcasting on, `Enable` turns it off (and the service into
+/// ours), and OBS quits, again and again: it must exit cleanly every time.
+fn quits_cleanly_after_enable(version: ObsVersion, cycles: usize) {
+    version.require();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for cycle in 1..=cycles {
+        let profile = ProfileBuilder::new(version)
+            .service(rtmp_custom("rtmp://127.0.0.1:1/live", SCENARIO_KEY))
+            .basic_ini("Stream1", "EnableMultitrackVideo", "true")
+            .websocket(free_port())
+            .plugin(PluginInstall::obs_goaway())
+            .build();
+        let obs = profile.start(OnStart::Idle);
+        let enabled = runtime.block_on(async {
+            let mut ws = obs.websocket(Duration::from_secs(30)).await.unwrap();
+            vendor(&mut ws, "Enable", json!({})).await
+        });
+        assert_eq!(
+            enabled["ok"], true,
+            "{version}: cycle {cycle}: Enable: {enabled}"
+        );
+        let exit = obs.stop();
+        exit.assert_clean(&format!("cycle {cycle}: quitting after Enable"));
+    }
+}
+
+#[test]
+fn obs_30_quits_cleanly_after_enable_20_times() {
+    quits_cleanly_after_enable(ObsVersion::Trixie, 20);
 }

@@ -22,6 +22,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/sample.flv");
 pub const GOAWAY: &str = env!("CARGO_BIN_EXE_goaway");
 
+/// AAC frames per second at 48 kHz (1024 samples each), rounded down: with the frame
+/// rate, how many frames a second of stream has.
+pub const AUDIO_FRAMES_PER_SECOND: u64 = 46;
+
 pub fn sample_tags() -> Vec<Tag> {
     read_flv(Path::new(SAMPLE))
 }
@@ -42,28 +46,69 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// How often [`wait_until`] looks again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Waits until `done` holds, looking every 20 ms; panics naming `what` did not happen
+/// within `timeout`. Tests wait for conditions this way, never for a time.
+pub fn wait_until(what: impl std::fmt::Display, timeout: Duration, done: impl FnMut() -> bool) {
+    assert!(
+        within(timeout, done),
+        "waited {timeout:?} for {what}: it did not happen"
+    );
+}
+
+/// Waits until `done` holds or `timeout` passes, looking every 20 ms; whether it held.
+/// For waits whose end is not a failure (the test goes on and judges later).
+pub fn within(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// [`wait_until`] for async tests: the runtime keeps running while it waits.
+pub async fn wait_until_async(
+    what: impl std::fmt::Display,
+    timeout: Duration,
+    mut done: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "waited {timeout:?} for {what}: it did not happen"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Waits until a socket listens on `port`, without connecting to it (ffmpeg -listen
 /// accepts exactly one connection, which a probe would use up).
 pub fn wait_for_port(port: u16) {
     let needle = format!(":{port:04X} ");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let listening = ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
-            std::fs::read_to_string(table).is_ok_and(|text| {
-                text.lines().any(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .is_some_and(|local| format!("{local} ").ends_with(&needle))
-                        && l.split_whitespace().nth(3) == Some("0A")
+    wait_until(
+        format!("a socket listening on port {port}"),
+        Duration::from_secs(10),
+        || {
+            ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+                std::fs::read_to_string(table).is_ok_and(|text| {
+                    text.lines().any(|l| {
+                        l.split_whitespace()
+                            .nth(1)
+                            .is_some_and(|local| format!("{local} ").ends_with(&needle))
+                            && l.split_whitespace().nth(3) == Some("0A")
+                    })
                 })
             })
-        });
-        if listening {
-            return;
-        }
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        },
+    );
 }
 
 /// A child process killed on drop.
@@ -95,7 +140,7 @@ pub struct Nginx {
     pub port: u16,
     pub tls_port: Option<u16>,
     pub dir: PathBuf,
-    _guard: Guard,
+    guard: Guard,
 }
 
 impl Nginx {
@@ -141,13 +186,45 @@ impl Nginx {
         Self {
             port,
             tls_port,
-            dir: dir.to_path_buf(),
-            _guard: guard,
+            // As the kernel names the files nginx has open.
+            dir: dir.canonicalize().unwrap(),
+            guard,
         }
     }
 
-    /// The recordings of `key` (one per publish), oldest first, once nginx closed them.
+    /// The recordings of `key` (one per publish), oldest first, once nginx has closed
+    /// them all (it closes one when its publisher leaves).
     pub fn recordings(&self, key: &str) -> Vec<PathBuf> {
+        wait_until(
+            format!("nginx to close its recordings of {key:?}"),
+            Duration::from_secs(10),
+            || self.open_recordings(key).is_empty(),
+        );
+        self.recording_files(key)
+    }
+
+    /// Waits until `key` has a live publisher: nginx opens the key's recording in the same
+    /// step in which it accepts the publish (and refuses any other publisher of the key).
+    pub fn wait_for_publisher(&self, key: &str) {
+        wait_until(
+            format!("nginx to accept a publisher of {key:?} (open its recording)"),
+            Duration::from_secs(20),
+            || !self.open_recordings(key).is_empty(),
+        );
+    }
+
+    /// The recordings of `key` nginx has open now (from its file descriptors).
+    fn open_recordings(&self, key: &str) -> Vec<PathBuf> {
+        let files = self.recording_files(key);
+        let fds = format!("/proc/{}/fd", self.guard.0.id());
+        std::fs::read_dir(&fds)
+            .unwrap_or_else(|e| panic!("{fds}: {e} (nginx is gone)"))
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| files.contains(target))
+            .collect()
+    }
+
+    fn recording_files(&self, key: &str) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -297,6 +374,7 @@ pub async fn throttled_relay(
                             break;
                         }
                         if limit != 0 {
+                            // The throttle itself: `limit / 20` bytes per 50 ms.
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                     }

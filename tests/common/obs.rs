@@ -234,14 +234,12 @@ fn thread_stacks(pid: u32) -> Option<String> {
 
 /// Waits up to `timeout` for `child` to exit.
 fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => return None,
-        }
-    }
+    let mut status = None;
+    super::within(timeout, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    status
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -1146,16 +1144,10 @@ impl ObsRun {
 
     /// Waits until the log contains `needle`; false on timeout or if OBS exited first.
     pub fn try_wait_for_log(&mut self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.log_contains(needle) {
-                return true;
-            }
-            if Instant::now() >= deadline || !matches!(self.child.try_wait(), Ok(None)) {
-                return self.log_contains(needle);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::within(timeout, || {
+            self.log_contains(needle) || !matches!(self.child.try_wait(), Ok(None))
+        });
+        self.log_contains(needle)
     }
 
     /// Waits until the log contains `needle`; panics with the log on timeout or if OBS
@@ -1215,17 +1207,13 @@ impl ObsRun {
     /// window: "OBS 29.0.2 - Profile: P - Scenes: P"); returns its X window id. OBS paints
     /// it shortly after: give it a moment before a screenshot.
     pub fn wait_for_window(&self, title: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let mut window = None;
+        super::within(timeout, || {
             let found = self.xdotool(&["search", "--onlyvisible", "--name", title]);
-            if let Some(id) = found.lines().next() {
-                return Some(id.to_owned());
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            window = found.lines().next().map(str::to_owned);
+            window.is_some()
+        });
+        window
     }
 
     /// Connects to obs-websocket (enabled with [`ProfileBuilder::websocket`]) once OBS is
@@ -1273,9 +1261,8 @@ impl ObsRun {
     /// 30 s): its main window must exist to be closed.
     pub fn stop(mut self) -> ObsExit {
         self.try_wait_for_log(SCENES_LOADED, Duration::from_secs(30));
-        while self.elapsed() < MIN_UPTIME && self.is_running() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let uptime = MIN_UPTIME.saturating_sub(self.elapsed());
+        super::within(uptime, || !self.is_running());
         let asked = Instant::now();
         let mut killed = false;
         let mut quit = QuitRequest::Signal;
@@ -1427,6 +1414,7 @@ impl ObsWebSocket {
                 Err(e) if Instant::now() >= deadline => {
                     return Err(format!("cannot connect to obs-websocket at {url}: {e}"))
                 }
+                // Not listening yet: try again shortly.
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         };
@@ -1463,6 +1451,7 @@ impl ObsWebSocket {
             match self.call("GetVersion", Value::Null).await {
                 Ok(_) => return Ok(()),
                 Err((NOT_READY, _)) if Instant::now() < deadline => {
+                    // Ask again shortly.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err((code, comment)) => {
@@ -1829,15 +1818,14 @@ pub fn run_scenario(
             .get(SCENARIO_KEY)
             .map_or(0, |s| s.frames_received)
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while received(&ingest_a) == 0 {
-        if Instant::now() > deadline || !obs.is_running() {
-            panic!(
-                "{version}: no frame reached ingest A ({server_a}) within 30 s\n{}",
-                obs.log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    super::within(Duration::from_secs(30), || {
+        received(&ingest_a) > 0 || !obs.is_running()
+    });
+    if received(&ingest_a) == 0 {
+        panic!(
+            "{version}: no frame reached ingest A ({server_a}) within 30 s\n{}",
+            obs.log()
+        );
     }
     let first_frame = Instant::now();
     let mut timeline = vec![(
@@ -1909,6 +1897,7 @@ pub fn run_scenario(
         if now >= times.end {
             break;
         }
+        // The scenario's clock: the ingests are sampled (and signalled) every 50 ms.
         std::thread::sleep(Duration::from_millis(50));
     }
     let streamed = first_frame.elapsed();
@@ -1917,12 +1906,9 @@ pub fn run_scenario(
         streamed,
         format!("OBS asked to quit by {}, exit {}", exit.quit, exit.status),
     ));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while (ingest_a.publishers(SCENARIO_KEY) + ingest_b.publishers(SCENARIO_KEY)) > 0
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    super::within(Duration::from_secs(5), || {
+        ingest_a.publishers(SCENARIO_KEY) + ingest_b.publishers(SCENARIO_KEY) == 0
+    });
     let ingests: Vec<IngestRecord> = [("A", &ingest_a), ("B", &ingest_b)]
         .into_iter()
         .map(|(name, ingest)| {
