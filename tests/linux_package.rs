@@ -433,7 +433,7 @@ fn debian_package_is_complete_lintian_clean_and_removes_cleanly() {
         std::fs::read(&so).unwrap(),
         "the installed plugin is the packaged one"
     );
-    obs_streams_with_the_installed_plugin();
+    obs_streams_with_the_installed_plugin(ObsVersion::Host, "29.0.");
     installed.remove();
     let status = dpkg_status(PACKAGE);
     assert!(
@@ -452,12 +452,12 @@ fn debian_package_is_complete_lintian_clean_and_removes_cleanly() {
     }
 }
 
-/// OBS 29 (Debian 12's) with a profile that installs no plugin of its own: it loads
-/// obs-goaway.so from the system plugin directory with its en-US text, and streams through
-/// the plugin's service and output to the reference ingest, which sends one Go Away: the
-/// plugin moves to a new connection without losing, repeating or restarting a frame.
-fn obs_streams_with_the_installed_plugin() {
-    let version = ObsVersion::Host;
+/// `version`'s OBS with a profile that installs no plugin of its own: it loads obs-goaway.so
+/// from the system plugin directory with its en-US text, registers its output and service
+/// (built with libobs headers whose version starts with `headers`), and streams through them
+/// to the reference ingest, which sends one Go Away: the plugin moves to a new connection
+/// without losing, repeating or restarting a frame.
+fn obs_streams_with_the_installed_plugin(version: ObsVersion, headers: &str) {
     let times = ScenarioTimes::go_away_only(Duration::from_secs(4), Duration::from_secs(9));
     let start = Instant::now();
     let outcome = run_scenario(
@@ -467,16 +467,24 @@ fn obs_streams_with_the_installed_plugin() {
         &times,
     );
     eprintln!(
-        "[timing] OBS run with the installed plugin: {:.1?}",
+        "[timing] {version} run with the installed plugin: {:.1?}",
         start.elapsed()
     );
     eprintln!("{outcome}");
     let log = &outcome.exit.log;
     let loaded = format!(
-        "[obs-goaway] obs-goaway {VERSION} loaded in libobs {}",
+        "[obs-goaway] obs-goaway {VERSION} loaded in libobs {} (built with libobs {headers}",
         version.version()
     );
     assert!(log.contains(&loaded), "no '{loaded}' in OBS's log:\n{log}");
+    // What libobs says when it refuses a registration (a missing required field, a size
+    // larger than its own struct).
+    assert!(
+        !log.lines().any(|l| l.contains("obs_register_output failed")
+            || l.contains("obs_register_service failed")
+            || (l.contains("goaway_rtmp") && l.contains("not found"))),
+        "OBS refused the plugin's output or service:\n{log}"
+    );
     assert!(
         log.lines()
             .any(|l| l.trim_end().ends_with(" obs-goaway.so")),
@@ -652,4 +660,252 @@ fn user_install_is_idempotent_and_uninstall_removes_exactly_it() {
         "left behind: {:?}",
         tree(empty.path())
     );
+}
+
+/// A command in a Debian root, in a mount namespace of its own (`unshare`) holding the root's
+/// `/proc` and `/dev` and `binds` (host directory, directory in the root; read-only): the
+/// mounts end with the namespace when the command ends, whatever happens to the test.
+fn in_root(root: &Path, binds: &[(&Path, &Path)], env: &[(&str, String)], argv: &[&str]) -> Output {
+    const MOUNT_AND_CHROOT: &str = r#"
+root=$1; shift
+mount -t proc proc "$root/proc"
+mount --bind /dev "$root/dev"
+while [ "$1" != -- ]; do
+    mount --bind -o ro "$1" "$root$2"
+    shift 2
+done
+shift
+exec chroot "$root" "$@""#;
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--propagation", "private", "sh", "-euc"])
+        .arg(MOUNT_AND_CHROOT)
+        .arg("sh")
+        .arg(root);
+    for (host, guest) in binds {
+        command.arg(host).arg(guest);
+    }
+    command
+        .args(["--", "env", "-i"])
+        .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .arg("LANG=C.UTF-8")
+        .arg("DEBIAN_FRONTEND=noninteractive")
+        // Later assignments win: `env` may name its own PATH.
+        .args(env.iter().map(|(name, value)| format!("{name}={value}")))
+        .args(argv);
+    run(&mut command)
+}
+
+/// `in_root` that must succeed; returns its stdout.
+fn check_in_root(root: &Path, argv: &[&str]) -> String {
+    let output = in_root(root, &[], &[], argv);
+    assert!(
+        output.status.success(),
+        "{argv:?} in {} failed ({}):\n{}{}",
+        root.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// What dpkg in `root` knows of the package (empty when nothing: dpkg-query then fails).
+fn root_dpkg_status(root: &Path) -> String {
+    let output = in_root(root, &[], &[], &["dpkg-query", "-W", "-f=${Status}", PACKAGE]);
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// The package installed with apt in a Debian root; purged when dropped (also when a test
+/// fails), so that the root's other OBS tests never load a second copy.
+struct RootInstall<'a> {
+    root: &'a Path,
+    removed: bool,
+}
+
+impl<'a> RootInstall<'a> {
+    /// `deb` is a path inside `root`.
+    fn new(root: &'a Path, deb: &Path) -> Self {
+        let status = root_dpkg_status(root);
+        assert!(
+            !status.contains(" installed"),
+            "{PACKAGE} is already installed in {} ({status}): this test installs and removes it",
+            root.display()
+        );
+        let install = Self {
+            root,
+            removed: false,
+        };
+        let start = Instant::now();
+        check_in_root(
+            root,
+            &[
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                deb.to_str().expect("UTF-8 path"),
+            ],
+        );
+        eprintln!(
+            "[timing] apt-get install in {}: {:.1?}",
+            root.display(),
+            start.elapsed()
+        );
+        install
+    }
+
+    fn remove(mut self) {
+        self.removed = true;
+        check_in_root(self.root, &["apt-get", "remove", "-y", "-q", PACKAGE]);
+        let status = root_dpkg_status(self.root);
+        assert!(
+            !status.contains(" installed"),
+            "dpkg still knows {PACKAGE} in {}: {status}",
+            self.root.display()
+        );
+        for path in [PLUGIN, DATA_DIR, DOC_DIR] {
+            let inside = self.root.join(path.trim_start_matches('/'));
+            assert!(
+                !inside.exists(),
+                "{} is still there after apt-get remove",
+                inside.display()
+            );
+        }
+    }
+}
+
+impl Drop for RootInstall<'_> {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = in_root(
+                self.root,
+                &[],
+                &[],
+                &["apt-get", "purge", "-y", "-q", PACKAGE],
+            );
+        }
+    }
+}
+
+/// A directory (`$CARGO_HOME`, `$RUSTUP_HOME`) of the host's Rust toolchain.
+fn rust_home(variable: &str, default: &str) -> PathBuf {
+    let dir = std::env::var_os(variable).map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(default),
+        PathBuf::from,
+    );
+    assert!(
+        dir.is_dir(),
+        "building in a Debian root bind-mounts the host's Rust toolchain (rustup): no {}",
+        dir.display()
+    );
+    dir
+}
+
+/// `installer/build.sh` run inside `version`'s Debian root as a user of that release runs
+/// it: with the release's own libobs-dev, clang, pkg-config and dpkg-dev (added to the root
+/// by `.ci/<suite>-root.sh`) and Rust from rustup (the host's, bind-mounted read-only with
+/// its crate cache: no network). The source tree is mounted read-only; the build goes to its
+/// own target directory under `work`, so nothing is shared with the host's build or the
+/// other root's. Returns the package's path inside the root.
+fn build_in_root(debian: &Path, work: &Path) -> PathBuf {
+    let guest = Path::new("/").join(work.strip_prefix(debian).expect("work is in the root"));
+    let [src, cargo, rustup] = ["src", "cargo", "rustup"].map(|name| {
+        std::fs::create_dir(work.join(name)).unwrap();
+        guest.join(name)
+    });
+    let env = [
+        (
+            "PATH",
+            format!(
+                "{}:/usr/bin:/bin:/usr/sbin:/sbin",
+                cargo.join("bin").display()
+            ),
+        ),
+        ("HOME", guest.display().to_string()),
+        ("CARGO_HOME", cargo.display().to_string()),
+        ("RUSTUP_HOME", rustup.display().to_string()),
+        (
+            "CARGO_TARGET_DIR",
+            guest.join("target").display().to_string(),
+        ),
+        ("CARGO_NET_OFFLINE", "true".to_string()),
+    ];
+    let start = Instant::now();
+    let output = in_root(
+        debian,
+        &[
+            (root(), &src),
+            (&rust_home("CARGO_HOME", ".cargo"), &cargo),
+            (&rust_home("RUSTUP_HOME", ".rustup"), &rustup),
+        ],
+        &env,
+        &[
+            "sh",
+            "-c",
+            &format!("cd {} && installer/build.sh", src.display()),
+        ],
+    );
+    eprintln!(
+        "[timing] installer/build.sh in {}: {:.1?}",
+        debian.display(),
+        start.elapsed()
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "installer/build.sh failed in {} ({}); a missing tool or package is named below \
+         (.ci/<suite>-root.sh adds them):\n{stdout}{}",
+        debian.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let deb = PathBuf::from(stdout.lines().last().expect("build.sh printed nothing"));
+    assert!(
+        deb.starts_with(&guest) && debian.join(deb.strip_prefix("/").unwrap()).is_file(),
+        "build.sh's last line is not a package under {}: {}",
+        guest.display(),
+        deb.display()
+    );
+    deb
+}
+
+/// In `version`'s Debian root: the package built on Debian 12 installs and streams through
+/// a move in that release's OBS; then `installer/build.sh` with the release's own headers
+/// builds a package that installs, registers its output and service and streams through a
+/// move as well; each is removed again.
+fn release_runs_both_packages(version: ObsVersion) {
+    version.require();
+    require("unshare", "util-linux");
+    let root = version.root().expect("a Debian root");
+    let work = tempfile::Builder::new()
+        .prefix("obs-goaway-build-")
+        .tempdir_in(root.join("tmp"))
+        .unwrap();
+
+    let debian_12 = work.path().join("debian-12.deb");
+    std::fs::copy(&built().deb, &debian_12).unwrap();
+    let guest = |path: &Path| Path::new("/").join(path.strip_prefix(&root).unwrap());
+    let installed = RootInstall::new(&root, &guest(&debian_12));
+    obs_streams_with_the_installed_plugin(version, "29.0.");
+    installed.remove();
+
+    let deb = build_in_root(&root, work.path());
+    let headers = format!("{} ", version.version());
+    let installed = RootInstall::new(&root, &deb);
+    obs_streams_with_the_installed_plugin(version, &headers);
+    installed.remove();
+}
+
+/// Debian 13: libobs-dev 30.2.3 and OBS 30.2.3.
+#[test]
+fn trixie_streams_with_the_debian_12_package_and_with_its_own_build() {
+    release_runs_both_packages(ObsVersion::Trixie);
+}
+
+/// Debian sid: libobs-dev 32.2.2 (whose libobs.pc names /usr/include, not /usr/include/obs)
+/// and OBS 32.2.2.
+#[test]
+fn sid_streams_with_the_debian_12_package_and_with_its_own_build() {
+    release_runs_both_packages(ObsVersion::Sid);
 }

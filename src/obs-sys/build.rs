@@ -42,6 +42,25 @@ fn main() {
                      cargo build --no-default-features).\npkg-config said: {e}\n"
                 )
             });
+        // pkg-config leaves system directories such as /usr/include out of --cflags: its
+        // includedir variable names the directory even then.
+        let mut candidates = libobs.include_paths.clone();
+        candidates.extend(
+            pkg_config::get_variable("libobs", "includedir")
+                .ok()
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from),
+        );
+        let headers = obs_header_dir(&candidates).unwrap_or_else(|| {
+            panic!(
+                "\n\nobs-sys: libobs {} is installed but obs.h is in none of its include \
+                 directories ({}, each also with obs/): install the complete libobs-dev \
+                 (on Debian/Ubuntu: apt-get install libobs-dev).\n",
+                libobs.version,
+                shown(&candidates)
+            )
+        });
+        clang_args.push(format!("-I{}", headers.display()));
         for path in &libobs.include_paths {
             clang_args.push(format!("-I{}", path.display()));
         }
@@ -72,6 +91,50 @@ fn main() {
         .expect("obs-sys: cannot write the bindings");
     if target_os == "windows" {
         raw_audio2_idx_as_obs_wrapper_declares_it(&out.join("bindings.rs"));
+    }
+    headers_cfg(&out.join("bindings.rs"));
+}
+
+/// The directory holding `obs.h` among libobs's include directories, each taken as is
+/// and with `obs/` appended: Debian 12's and 13's libobs.pc name `/usr/include/obs`, sid's
+/// (32.x) names `/usr/include` while the headers stay in `/usr/include/obs`.
+fn obs_header_dir(include_paths: &[PathBuf]) -> Option<PathBuf> {
+    include_paths
+        .iter()
+        .flat_map(|path| [path.clone(), path.join("obs")])
+        .find(|dir| dir.join("obs.h").is_file())
+}
+
+fn shown(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "pkg-config names none".into();
+    }
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `cfg(libobs_headers_29_1)` when the headers are libobs 29.1 or newer: their
+/// `obs_output_info` and `obs_service_info` already end with the fields 29.1 appended, which
+/// `lib.rs` then checks against its own description of those fields.
+fn headers_cfg(bindings: &Path) {
+    println!("cargo:rustc-check-cfg=cfg(libobs_headers_29_1)");
+    let text = fs::read_to_string(bindings).expect("obs-sys: cannot read the bindings");
+    let constant = |name: &str| -> u32 {
+        let prefix = format!("pub const {name}: u32 = ");
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(&prefix))
+            .and_then(|rest| rest.trim_end_matches(';').parse().ok())
+            .unwrap_or_else(|| panic!("obs-sys: the libobs headers define no {name}"))
+    };
+    let version = (
+        constant("LIBOBS_API_MAJOR_VER"),
+        constant("LIBOBS_API_MINOR_VER"),
+    );
+    if version >= (29, 1) {
+        println!("cargo:rustc-cfg=libobs_headers_29_1");
     }
 }
 

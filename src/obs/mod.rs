@@ -20,6 +20,7 @@ mod logger;
 mod output;
 pub mod packet;
 mod profile;
+mod registration;
 mod service;
 mod settings;
 mod status;
@@ -55,8 +56,12 @@ impl Module for GoAwayModule {
             logger::init();
             let running = version::Running::detect();
             log::info!(
-                "obs-goaway {} loaded in libobs {running} (registration for {})",
+                "obs-goaway {} loaded in libobs {running} (built with libobs {}.{}.{} headers; \
+                 registration for {})",
                 env!("CARGO_PKG_VERSION"),
+                obs_sys::LIBOBS_API_MAJOR_VER,
+                obs_sys::LIBOBS_API_MINOR_VER,
+                obs_sys::LIBOBS_API_PATCH_VER,
                 if running.has_protocols() {
                     "29.1 and later"
                 } else {

@@ -14,11 +14,12 @@ use obs_sys::{
     obs_output_can_begin_data_capture, obs_output_end_data_capture, obs_output_get_audio_encoder,
     obs_output_get_delay, obs_output_get_service, obs_output_get_settings,
     obs_output_get_signal_handler, obs_output_get_video_encoder, obs_output_info,
-    obs_output_initialize_encoders, obs_output_set_last_error, obs_output_signal_stop,
-    obs_output_t, obs_register_output_s, obs_service_get_id, obs_service_get_settings,
-    signal_handler_signal, video_output_get_frame_rate, OBS_ENCODER_CAP_DYN_BITRATE, OBS_OUTPUT_AV,
-    OBS_OUTPUT_CONNECT_FAILED, OBS_OUTPUT_ENCODED, OBS_OUTPUT_ENCODE_ERROR, OBS_OUTPUT_ERROR,
-    OBS_OUTPUT_INVALID_STREAM, OBS_OUTPUT_SERVICE, OBS_OUTPUT_SUCCESS,
+    obs_output_info_29_1, obs_output_initialize_encoders, obs_output_set_last_error,
+    obs_output_signal_stop, obs_output_t, obs_register_output_s, obs_service_get_id,
+    obs_service_get_settings, signal_handler_signal, video_output_get_frame_rate,
+    OBS_ENCODER_CAP_DYN_BITRATE, OBS_OUTPUT_AV, OBS_OUTPUT_CONNECT_FAILED, OBS_OUTPUT_ENCODED,
+    OBS_OUTPUT_ENCODE_ERROR, OBS_OUTPUT_ERROR, OBS_OUTPUT_INVALID_STREAM, OBS_OUTPUT_SERVICE,
+    OBS_OUTPUT_SUCCESS,
 };
 use obs_wrapper::data::DataObj;
 use obs_wrapper::wrapper::PtrWrapper;
@@ -26,6 +27,7 @@ use obs_wrapper::wrapper::PtrWrapper;
 use super::ffi::{c_string, cstr, guard, text};
 use super::locale::{self, text_ptr, tr, with_detail};
 use super::packet;
+use super::registration::Registration;
 use super::settings::{session_config, Destination, Sink, Source};
 use super::symbols::{connect_info, ConnectInfo};
 use super::version::Running;
@@ -38,13 +40,6 @@ use crate::session::{
     Cause, CutoverKind, DynamicBitrate, SessionError, SessionEvent, SessionHandle,
 };
 use crate::transport::{IpFamily, LocalEnd};
-
-/// `obs_output_info` as libobs 29.1 and later know it (plus `protocols`).
-#[repr(C)]
-struct OutputInfo {
-    base: obs_output_info,
-    protocols: *const c_char,
-}
 
 /// OBS's output handle, passed to the runtime thread for callbacks into OBS.
 #[derive(Clone, Copy)]
@@ -760,8 +755,8 @@ unsafe extern "C" fn get_connect_time_ms(data: *mut c_void) -> i32 {
 
 /// Registers the output with the struct size the running libobs knows.
 pub(crate) fn register(running: Running) {
-    let info = Box::leak(Box::new(OutputInfo {
-        base: obs_output_info {
+    let registration = Box::leak(Registration::new(
+        obs_output_info {
             id: cstr!("goaway_rtmp_output"),
             flags: OBS_OUTPUT_AV | OBS_OUTPUT_ENCODED | OBS_OUTPUT_SERVICE,
             get_name: Some(get_name),
@@ -778,13 +773,11 @@ pub(crate) fn register(running: Running) {
             encoded_audio_codecs: cstr!("aac"),
             ..Default::default()
         },
-        protocols: cstr!("RTMP;RTMPS"),
-    }));
-    let size = if running.has_protocols() {
-        size_of::<OutputInfo>()
-    } else {
-        size_of::<obs_output_info>()
-    };
-    // SAFETY: the info is leaked (lives as long as the process), its layout is libobs's.
-    unsafe { obs_register_output_s(&info.base, size as _) };
+        obs_output_info_29_1 {
+            protocols: cstr!("RTMP;RTMPS"),
+        },
+    ));
+    // SAFETY: the registration is leaked (lives as long as the process) and holds `size`
+    // bytes laid out as libobs's struct.
+    unsafe { obs_register_output_s(registration.info(), registration.size(running) as _) };
 }

@@ -7,7 +7,7 @@ use std::ptr;
 use obs_sys::{
     obs_data_addref, obs_data_set_default_bool, obs_data_set_default_int,
     obs_data_set_default_string, obs_data_t, obs_properties_t, obs_register_service_s,
-    obs_service_info, obs_service_t,
+    obs_service_info, obs_service_info_29_1, obs_service_t,
 };
 use obs_wrapper::data::DataObj;
 use obs_wrapper::properties::{BoolProp, Properties, TextProp, TextType};
@@ -17,19 +17,9 @@ use obs_wrapper::wrapper::PtrWrapper;
 use super::ffi::{c_string, cstr, guard};
 use super::locale::{text, text_ptr, tr};
 use super::profile;
+use super::registration::Registration;
 use super::settings::{key, Destination, Setting, OPTIONS};
 use super::version::Running;
-
-/// `obs_service_info` as libobs 29.1 and later know it (the 29.0 struct plus four
-/// callbacks); registered with the size the running libobs knows.
-#[repr(C)]
-struct ServiceInfo {
-    base: obs_service_info,
-    get_protocol: Option<unsafe extern "C" fn(*mut c_void) -> *const c_char>,
-    get_supported_audio_codecs: Option<unsafe extern "C" fn(*mut c_void) -> *mut *const c_char>,
-    get_connect_info: Option<unsafe extern "C" fn(*mut c_void, u32) -> *const c_char>,
-    can_try_to_connect: Option<unsafe extern "C" fn(*mut c_void) -> bool>,
-}
 
 /// A NULL-terminated list of static C strings, as OBS's codec callbacks return.
 struct CodecList<const N: usize>([*const c_char; N]);
@@ -247,8 +237,8 @@ unsafe extern "C" fn can_try_to_connect(data: *mut c_void) -> bool {
 
 /// Registers the service with the struct size the running libobs knows.
 pub(crate) fn register(running: Running) {
-    let info = Box::leak(Box::new(ServiceInfo {
-        base: obs_service_info {
+    let registration = Box::leak(Registration::new(
+        obs_service_info {
             id: cstr!("goaway_rtmp_service"),
             get_name: Some(get_name),
             create: Some(create),
@@ -264,16 +254,14 @@ pub(crate) fn register(running: Running) {
             get_supported_video_codecs: Some(get_supported_video_codecs),
             ..Default::default()
         },
-        get_protocol: Some(get_protocol),
-        get_supported_audio_codecs: Some(get_supported_audio_codecs),
-        get_connect_info: Some(get_connect_info),
-        can_try_to_connect: Some(can_try_to_connect),
-    }));
-    let size = if running.has_protocols() {
-        size_of::<ServiceInfo>()
-    } else {
-        size_of::<obs_service_info>()
-    };
-    // SAFETY: the info is leaked (lives as long as the process), its layout is libobs's.
-    unsafe { obs_register_service_s(&info.base, size as _) };
+        obs_service_info_29_1 {
+            get_protocol: Some(get_protocol),
+            get_supported_audio_codecs: Some(get_supported_audio_codecs),
+            get_connect_info: Some(get_connect_info),
+            can_try_to_connect: Some(can_try_to_connect),
+        },
+    ));
+    // SAFETY: the registration is leaked (lives as long as the process) and holds `size`
+    // bytes laid out as libobs's struct.
+    unsafe { obs_register_service_s(registration.info(), registration.size(running) as _) };
 }

@@ -14,6 +14,12 @@ impl Running {
         Self(unsafe { obs_get_version() })
     }
 
+    /// A libobs version as `obs_get_version` encodes it.
+    #[cfg(test)]
+    pub(crate) fn from_version(major: u32, minor: u32, patch: u32) -> Self {
+        Self(major << 24 | minor << 16 | patch)
+    }
+
     fn major_minor(self) -> (u32, u32) {
         (self.0 >> 24, (self.0 >> 16) & 0xff)
     }
