@@ -712,7 +712,12 @@ fn check_in_root(root: &Path, argv: &[&str]) -> String {
 
 /// What dpkg in `root` knows of the package (empty when nothing: dpkg-query then fails).
 fn root_dpkg_status(root: &Path) -> String {
-    let output = in_root(root, &[], &[], &["dpkg-query", "-W", "-f=${Status}", PACKAGE]);
+    let output = in_root(
+        root,
+        &[],
+        &[],
+        &["dpkg-query", "-W", "-f=${Status}", PACKAGE],
+    );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 

@@ -112,7 +112,7 @@ mod tests {
 
     impl Grown for Shape290 {
         type Appended = Tail;
-        const SIZE_29_0: usize = size_of::<Shape290>();
+        const SIZE_29_0: usize = size_of::<Self>();
     }
 
     /// Shaped like bindings from 29.1 or newer headers: the appended field declared (NULL
@@ -127,7 +127,7 @@ mod tests {
 
     impl Grown for Shape291 {
         type Appended = Tail;
-        const SIZE_29_0: usize = offset_of!(Shape291, protocols);
+        const SIZE_29_0: usize = offset_of!(Self, protocols);
     }
 
     /// What libobs 29.1 reads: the struct it was built with, `size` bytes copied.
