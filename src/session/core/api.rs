@@ -10,7 +10,7 @@ use crate::transport::{LinkError, RtmpUrl};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LinkId(pub u64);
 
-/// Something that happened, for [`SessionCore::handle_input`].
+/// Something that happened, for [`SessionCore::handle_input`](super::SessionCore::handle_input).
 ///
 /// Non-exhaustive: transport signals (delivery statistics, for instance) join as variants
 /// of their own, each handled where the policy it feeds lives.
@@ -52,7 +52,7 @@ pub enum Input {
         upto: u64,
     },
     /// The link has room for one tag (answered by at most one [`Command::Send`]); only
-    /// after [`SessionCore::wants_room`] named it.
+    /// after [`SessionCore::wants_room`](super::SessionCore::wants_room) named it.
     Writable {
         /// Which link.
         link: LinkId,
@@ -71,7 +71,7 @@ pub enum Input {
     },
 }
 
-/// What the driver must do, from [`SessionCore::poll_command`].
+/// What the driver must do, from [`SessionCore::poll_command`](super::SessionCore::poll_command).
 #[derive(Debug)]
 #[must_use = "the session's decision must be carried out"]
 pub enum Command {
