@@ -32,6 +32,10 @@ fn parse_sps(unit: &[u8]) -> Result<SpsInfo, MediaError> {
     let mut r = BitReader::new(&rbsp);
     r.skip(4)?; // sps_video_parameter_set_id
     let max_sub_layers_minus1 = r.bits(3)? as u8;
+    // 7 is reserved; hvcC's numTemporalLayers has 3 bits and would take 8 into the next field.
+    if max_sub_layers_minus1 > 6 {
+        return Err(MediaError::Invalid("HEVC SPS has more than 7 sub-layers"));
+    }
     let temporal_id_nesting = r.bit()?;
     let mut general = [0u8; 12];
     for byte in &mut general {
@@ -161,6 +165,23 @@ mod tests {
         garbage.truncate(40);
         garbage.extend_from_slice(&[0, 0, 0, 1, 0x44, 0x01, 0xc1]);
         assert!(decoder_configuration_record(&garbage).is_err());
+    }
+
+    #[test]
+    fn a_reserved_sub_layer_count_is_refused() {
+        // Found by the codec_config fuzz target: sps_max_sub_layers_minus1 = 7 gave
+        // numTemporalLayers 8, which overflowed into constantFrameRate.
+        let sps_at = EXTRADATA
+            .windows(5)
+            .position(|w| w[..3] == [0, 0, 1] && w[3] >> 1 & 0x3f == NAL_SPS)
+            .unwrap()
+            + 5;
+        let mut extradata = EXTRADATA.to_vec();
+        extradata[sps_at] |= 0x0e;
+        assert_eq!(
+            decoder_configuration_record(&extradata),
+            Err(MediaError::Invalid("HEVC SPS has more than 7 sub-layers"))
+        );
     }
 
     #[test]
