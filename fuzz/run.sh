@@ -9,6 +9,7 @@
 # rustc (-Zsanitizer=address); RUSTC_BOOTSTRAP=1 makes the stable toolchain accept them, so
 # no nightly toolchain is needed.
 #
+# Builds are optimized with debug assertions and overflow checks on (cargo fuzz's default).
 # Every input runs with a 10 s time limit (a hang) and a 2 GiB memory limit (a length field
 # trusted with an allocation). A finding is fixed in the decoder and its input kept in
 # fuzz/regressions/<target>/, which `cargo test` runs through the same target code.
@@ -20,14 +21,14 @@ cd "$(dirname "$0")"
 targets=${*:-$(cargo fuzz list)}
 export RUSTC_BOOTSTRAP=1
 
-nice -n 19 cargo fuzz build --release
+nice -n 19 cargo fuzz build
 summary=""
 for target in $targets; do
     mkdir -p "corpus/$target" "artifacts/$target"
     before=$(ls "artifacts/$target" | wc -l)
     log="artifacts/$target.log"
     # libFuzzer exits non-zero on a finding; go on with the next target either way.
-    nice -n 19 cargo fuzz run --release "$target" "corpus/$target" -- \
+    nice -n 19 cargo fuzz run "$target" "corpus/$target" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048 \
         -print_final_stats=1 >"$log" 2>&1 || true
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)

@@ -23,7 +23,7 @@ use crate::protocol::message::Message;
 use crate::protocol::{Event, PublishConfig, Publisher, ServerEvent, ServerSession, Transmit};
 use crate::transport::{RtmpUrl, Scheme};
 
-/// A fuzz target's body: any bytes in, no panic out.
+/// A fuzz target body: arbitrary bytes in, a panic on any defect.
 pub type Target = fn(&[u8]);
 
 /// The fuzz targets by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/`.
@@ -483,7 +483,8 @@ pub fn codec_config(data: &[u8]) {
 /// authentication; and an arbitrary `connect` query checked by an ingest.
 pub fn auth(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    let identify = ClientAuth::new(Credentials::new("obs", "secret"));
+    const PASSWORD: &str = "secret";
+    let identify = ClientAuth::new(Credentials::new("obs", PASSWORD));
     let nonce = [1, 2, 3, 4];
     let answering = auth::after_refusal(
         Some(&identify),
@@ -496,7 +497,11 @@ pub fn auth(data: &[u8]) {
     for auth in [None, Some(&identify), Some(&answering)] {
         if let Some(Ok(next)) = auth::after_refusal(auth, &text, "live", nonce) {
             assert!(next.query().starts_with("?authmod="));
-            assert!(!next.query().contains("secret"), "the password went out");
+            // Only a server that put the password in its own text gets it back.
+            assert!(
+                !next.query().contains(PASSWORD) || text.contains(PASSWORD),
+                "the password went out"
+            );
         }
     }
     server_auth(&text);

@@ -95,7 +95,8 @@ impl RtmpUrl {
             key.push('?');
             key.push_str(query);
         }
-        Self::from_parts(&url, app, key)
+        // As in with_key: `rtmp://host/live//key` is application `live`.
+        Self::from_parts(&url, app.trim_end_matches('/'), key)
     }
 
     /// Combines a server URL (`rtmp://host/app`, credentials as in [`RtmpUrl::parse`]) and a
@@ -272,6 +273,15 @@ mod tests {
     fn server_and_key_given_apart() {
         let url = RtmpUrl::with_key("rtmp://h/live/", "secret?x=1").unwrap();
         assert_eq!((url.app.as_str(), url.key()), ("live", "secret?x=1"));
+    }
+
+    #[test]
+    fn an_empty_path_segment_before_the_key_is_not_part_of_the_app() {
+        // Found by the url fuzz target: parse kept `live/` where with_key, given the same
+        // server, gives `live`, so tcUrl did not round-trip.
+        let url = RtmpUrl::parse("rtmp://h/live//key").unwrap();
+        assert_eq!((url.app.as_str(), url.key()), ("live", "key"));
+        assert_eq!(url.tc_url(), "rtmp://h/live");
     }
 
     #[test]
