@@ -28,7 +28,7 @@
 //! part that touches sockets, tasks or the clock.
 //!
 //! ```text
-//!  producer        tokio driver (driver.rs)                     SessionCore (core.rs)
+//!  producer        tokio driver (driver.rs)                     SessionCore (core/)
 //!  ────────        ────────────────────────                     ─────────────────────
 //!  tags ─────────▶ Input::Tag / InputEnded ───────────────────▶ handle_input(now, ..)
 //!  links ────────▶ Connected, ConnectFailed, Server(Go Away..), │ retained.rs  what to keep
