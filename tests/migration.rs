@@ -18,31 +18,12 @@ use obs_goaway::media::compare::{compare, Comparison};
 use obs_goaway::media::{Tag, TagKind};
 use obs_goaway::protocol::auth::{AuthMethod, Credentials};
 use obs_goaway::session::{
-    self, Cause, CutoverKind, MigrationMode, PacketSender, Report, SessionConfig, SessionEvent,
+    self, Cause, CutoverKind, MigrationMode, Report, SessionConfig, SessionEvent,
 };
 use obs_goaway::transport::RtmpUrl;
 
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-/// Feeds `tags` paced by timestamps at `speed` x real time, on a thread, like a live source.
-fn feed(tags: Vec<Tag>, sender: PacketSender, speed: f64) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let start = Instant::now();
-        let first = tags.first().map_or(0, |t| t.timestamp);
-        for tag in tags {
-            let due =
-                start + Duration::from_millis(u64::from(tag.timestamp - first)).div_f64(speed);
-            // Pacing: a live source hands its frames over in (scaled) real time.
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            if sender.send_blocking(tag).is_err() {
-                return;
-            }
-        }
-    })
 }
 
 /// A stream of made-up frames: metadata, headers, then video at 30 fps with a keyframe every
@@ -104,7 +85,7 @@ async fn publish(
     tweak(&mut config);
     let (sender, receiver) = session::packet_channel(256);
     let (event_tx, mut event_rx) = mpsc::unbounded_channel();
-    let feeder = feed(tags.clone(), sender, speed);
+    let feeder = feed_live(tags.clone(), sender, speed);
     let session = tokio::spawn(session::run(config, receiver, Some(event_tx)));
     let start = tokio::time::Instant::now();
     for &(after, kind) in signals {
@@ -392,7 +373,7 @@ async fn publishers_that_do_not_announce_support_are_never_signalled() {
     config.link.announce_go_away = false;
     config.link.announce_reconnect = false;
     let (sender, receiver) = session::packet_channel(64);
-    let feeder = feed(tags.clone(), sender, 4.0);
+    let feeder = feed_live(tags.clone(), sender, 4.0);
     let session = tokio::spawn(session::run(config, receiver, None));
     wait_until_async(
         "the publisher of quiet at the ingest",
@@ -430,7 +411,7 @@ fn a_killed_and_restarted_server_loses_nothing() {
     let mut config = SessionConfig::new(url);
     config.reconnect.initial_delay = Duration::from_millis(300);
     let (sender, receiver) = session::packet_channel(256);
-    let feeder = feed(tags.clone(), sender, 4.0);
+    let feeder = feed_live(tags.clone(), sender, 4.0);
     let session = runtime.spawn(session::run(config, receiver, None));
     wait_for_media(&dir.path().join("crash.flv"));
     server.0.kill().unwrap(); // SIGKILL: no signal, no goodbye
@@ -603,7 +584,7 @@ async fn a_silently_dead_path_is_detected_and_resumed_without_loss() {
     let tags = sample_tags();
     let (sender, receiver) = session::packet_channel(256);
     let (event_tx, mut event_rx) = mpsc::unbounded_channel();
-    let feeder = feed(tags.clone(), sender, 2.0);
+    let feeder = feed_live(tags.clone(), sender, 2.0);
     let session = tokio::spawn(session::run(config, receiver, Some(event_tx)));
     wait_until_async(
         "100 frames of mute at the ingest",
@@ -829,7 +810,7 @@ async fn publish_to_noisy_server(key: &str, signal_second: bool) -> (Report, usi
     .unwrap();
     let server = tokio::spawn(noisy_server(listener, signal_second));
     let (sender, receiver) = session::packet_channel(256);
-    let feeder = feed(synthetic(3000, 500, true, true), sender, 10.0);
+    let feeder = feed_live(synthetic(3000, 500, true, true), sender, 10.0);
     let report = session::run(SessionConfig::new(url), receiver, None)
         .await
         .unwrap();
@@ -892,7 +873,7 @@ async fn moves_over_rtmps_on_the_reference_ingest() {
     config.link.tls = Some(tls::client_config(Some(&ca)).unwrap());
     let tags = synthetic(4000, 500, true, true);
     let (sender, receiver) = session::packet_channel(256);
-    let feeder = feed(tags.clone(), sender, 4.0);
+    let feeder = feed_live(tags.clone(), sender, 4.0);
     let session = tokio::spawn(session::run(config, receiver, None));
     wait_until_async(
         "the publisher of tls at the ingest",

@@ -18,7 +18,6 @@ use common::read_flv;
 use common::silent::{self, Case, Measured};
 use obs_goaway::ingest::{Ingest, IngestConfig};
 use obs_goaway::media::compare::compare;
-use obs_goaway::media::Tag;
 use obs_goaway::session::{self, SessionConfig};
 use obs_goaway::transport::RtmpUrl;
 
@@ -156,7 +155,7 @@ async fn a_server_that_never_acknowledges_does_not_grow_the_buffer() {
     let url = RtmpUrl::parse(&format!("rtmp://{}/live/mute", ingest.local_addrs()[0])).unwrap();
     let config = SessionConfig::new(url);
     let (sender, receiver) = session::packet_channel(256);
-    let feeder = feed(tags.clone(), sender, 4.0);
+    let feeder = common::feed_live(tags.clone(), sender, 4.0);
     let report = session::run(config, receiver, None)
         .await
         .expect("session failed");
@@ -180,24 +179,6 @@ async fn a_server_that_never_acknowledges_does_not_grow_the_buffer() {
         "the buffer peaked at {} of the stream's {total} bytes",
         report.peak_buffer_bytes
     );
-}
-
-/// Feeds `tags` paced by timestamps at `speed` x real time, on a thread, like a live source.
-fn feed(tags: Vec<Tag>, sender: session::PacketSender, speed: f64) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let start = Instant::now();
-        let first = tags.first().map_or(0, |t| t.timestamp);
-        for tag in tags {
-            let due =
-                start + Duration::from_millis(u64::from(tag.timestamp - first)).div_f64(speed);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            if sender.send_blocking(tag).is_err() {
-                return;
-            }
-        }
-    })
 }
 
 /// A link reads its socket's TCP state for the session to poll: on Linux the handshake and

@@ -388,3 +388,26 @@ pub async fn throttled_relay(
     });
     addr
 }
+
+/// Feeds `tags` paced by timestamps at `speed` x real time, on a thread, like a live source.
+pub fn feed_live(
+    tags: Vec<Tag>,
+    sender: obs_goaway::session::PacketSender,
+    speed: f64,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let first = tags.first().map_or(0, |t| t.timestamp);
+        for tag in tags {
+            let due =
+                start + Duration::from_millis(u64::from(tag.timestamp - first)).div_f64(speed);
+            // Pacing: a live source hands its frames over in (scaled) real time.
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if sender.send_blocking(tag).is_err() {
+                return;
+            }
+        }
+    })
+}

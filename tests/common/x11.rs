@@ -38,45 +38,6 @@ pub fn close_application(display: u32, main_title: &str) -> Result<(), String> {
     x.close(main).map_err(|e| e.to_string())
 }
 
-/// The screen areas `(x, y, width, height)` of the viewable popups on `display` (menus:
-/// override-redirect top-level windows), in stacking order, bottom first.
-pub fn popups(display: u32) -> Result<Vec<(i32, i32, u32, u32)>, String> {
-    let (conn, screen) = x11rb::connect(Some(&format!(":{display}")))
-        .map_err(|e| format!("display :{display}: {e}"))?;
-    let x = X::new(conn, screen).map_err(|e| format!("display :{display}: {e}"))?;
-    let mut areas = Vec::new();
-    for window in x.top_level().map_err(|e| e.to_string())? {
-        let Ok(attributes) = x
-            .conn
-            .get_window_attributes(window)
-            .map_err(|e| e.to_string())?
-            .reply()
-        else {
-            continue;
-        };
-        if !attributes.override_redirect || attributes.map_state != MapState::VIEWABLE {
-            continue;
-        }
-        let Ok(geometry) = x
-            .conn
-            .get_geometry(window)
-            .map_err(|e| e.to_string())?
-            .reply()
-        else {
-            continue;
-        };
-        if geometry.width > 1 && geometry.height > 1 {
-            areas.push((
-                i32::from(geometry.x),
-                i32::from(geometry.y),
-                u32::from(geometry.width),
-                u32::from(geometry.height),
-            ));
-        }
-    }
-    Ok(areas)
-}
-
 /// X11 calls fail with connection, request and reply errors alike.
 type XResult<T> = Result<T, Box<dyn std::error::Error>>;
 
