@@ -49,6 +49,10 @@ pub(crate) struct ServeArgs {
     /// Close connections that send nothing for this many seconds.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     idle_timeout: f64,
+    /// Let a new publisher of a key take over from one that has sent no media for this many
+    /// seconds (0: never; a publisher that lost its path comes back at once).
+    #[arg(long, default_value_t = 0.5, value_name = "SECS")]
+    takeover_after_silence: f64,
     /// Require publishers to authenticate as this user (repeatable for several users).
     #[arg(long, value_name = "USER:PASSWORD", value_parser = clap::builder::ValueParser::new(user_password))]
     auth: Vec<Credentials>,
@@ -110,6 +114,11 @@ pub(crate) async fn run(args: ServeArgs, quiet: bool) -> Result<ExitCode, String
         close_after_signal: None,
         drop_after: None,
         idle_timeout: super::seconds(args.idle_timeout, "--idle-timeout")?,
+        takeover_after_silence: Some(super::seconds(
+            args.takeover_after_silence,
+            "--takeover-after-silence",
+        )?)
+        .filter(|d| !d.is_zero()),
         auth: (!args.auth.is_empty()).then_some(AuthConfig {
             method: args.auth_method,
             users: args.auth,

@@ -161,12 +161,18 @@ impl Connection {
                 sent = sending.step(&mut writer, &session), if sending.pending(&session) => {
                     sending.done(sent?, &mut session);
                 }
-                Some(Control::Signal(kind)) = control_rx.recv() => {
-                    self.send_signal(&mut session, kind);
-                    if let Some(delay) = self.registry.config.close_after_signal {
-                        close_at = Some(tokio::time::Instant::now() + delay);
+                Some(control) = control_rx.recv() => match control {
+                    Control::Signal(kind) => {
+                        self.send_signal(&mut session, kind);
+                        if let Some(delay) = self.registry.config.close_after_signal {
+                            close_at = Some(tokio::time::Instant::now() + delay);
+                        }
                     }
-                }
+                    Control::Replaced => {
+                        log::info!("connection {}: closed: replaced by a new publisher", self.conn);
+                        return Ok(());
+                    }
+                },
                 Ok(()) = outage.changed() => {
                     log::info!("connection {}: dropped: ingest outage", self.conn);
                     return Ok(());

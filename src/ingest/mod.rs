@@ -96,6 +96,11 @@ pub struct IngestConfig {
     /// Close a connection that sends nothing for this long, so a publisher that vanished
     /// without closing does not hold its stream key forever.
     pub idle_timeout: Duration,
+    /// A publisher that has sent no media for this long gives way to a new publisher of its
+    /// key (`None`: only after a signal). A live stream sends media many times a second;
+    /// one that went quiet lost its path, and the new connection is almost always the same
+    /// encoder coming back by another route (a changed network, a path that went silent).
+    pub takeover_after_silence: Option<Duration>,
     /// Require publishers to authenticate (`None`: anyone may publish).
     pub auth: Option<AuthConfig>,
     /// Never send Acknowledgement (some servers do not).
@@ -116,6 +121,7 @@ impl IngestConfig {
             close_after_signal: None,
             drop_after: None,
             idle_timeout: Duration::from_secs(30),
+            takeover_after_silence: Some(Duration::from_millis(500)),
             auth: None,
             no_acknowledgements: false,
         }
@@ -126,11 +132,15 @@ impl IngestConfig {
 #[derive(Debug, Clone)]
 pub(crate) enum Control {
     Signal(SignalKind),
+    /// A new publisher of the key took over from this silent one: close.
+    Replaced,
 }
 
 struct Publisher {
     conn: u64,
     signaled: bool,
+    /// When its last media arrived (or it started publishing).
+    last_media: Instant,
     supports_go_away: bool,
     supports_reconnect: bool,
     control: mpsc::UnboundedSender<Control>,
@@ -181,14 +191,30 @@ impl Registry {
     }
 
     /// Decides whether `claim` may publish `key`: yes if nobody does, or if every current
-    /// publisher was asked to move (its successor takes over).
+    /// publisher was asked to move (its successor takes over) or has gone silent (it is
+    /// closed).
     pub(crate) fn claim(&self, key: &str, claim: Claim) -> Result<(), &'static str> {
         let mut streams = self.streams();
         let name = recorder::file_stem(key);
         if let Some(state) = streams.get_mut(&name) {
-            let all_leaving = state.publishers.iter().all(|p| p.signaled);
+            let now = Instant::now();
+            let silent = |p: &Publisher| {
+                self.config
+                    .takeover_after_silence
+                    .is_some_and(|after| now.saturating_duration_since(p.last_media) >= after)
+            };
+            let all_leaving = state.publishers.iter().all(|p| p.signaled || silent(p));
             if !state.publishers.is_empty() && (!all_leaving || self.config.refuse_takeover) {
                 return Err("Already publishing");
+            }
+            for p in state.publishers.iter().filter(|p| !p.signaled) {
+                log::info!(
+                    "connection {}: silent for {} ms, replaced by connection {}",
+                    p.conn,
+                    now.saturating_duration_since(p.last_media).as_millis(),
+                    claim.conn
+                );
+                let _ = p.control.send(Control::Replaced);
             }
         } else {
             let recorder = Recorder::create(&self.config.record_dir, key).map_err(|e| {
@@ -208,6 +234,7 @@ impl Registry {
         state.publishers.push(Publisher {
             conn: claim.conn,
             signaled: false,
+            last_media: Instant::now(),
             supports_go_away: claim.supports_go_away,
             supports_reconnect: claim.supports_reconnect,
             control: claim.control,
@@ -218,6 +245,9 @@ impl Registry {
     pub(crate) fn record(&self, key: &str, conn: u64, tag: Tag, arrival: Instant) {
         let mut streams = self.streams();
         if let Some(state) = streams.get_mut(&recorder::file_stem(key)) {
+            if let Some(p) = state.publishers.iter_mut().find(|p| p.conn == conn) {
+                p.last_media = arrival;
+            }
             if let Err(e) = state.recorder.on_tag(conn, tag, arrival) {
                 log::error!("recording {key}: {e}");
             }

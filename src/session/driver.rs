@@ -72,6 +72,9 @@ pub async fn run<I: TagInput>(
             Wake::Link(link, LinkEvent::Server(event)) => {
                 core.handle_input(now, Input::Server { link, event });
             }
+            Wake::Link(link, LinkEvent::Path(stats)) => {
+                core.handle_input(now, Input::PathStats { link, stats });
+            }
             Wake::Link(link, LinkEvent::Closed(result)) => {
                 driver.links.remove(&link);
                 core.handle_input(now, Input::Closed { link, result });

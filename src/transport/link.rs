@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, timeout, Instant};
 
 use super::io::{flush_all, handshake_seed, sleep_until_some, Sending, Sent};
+use super::route;
 use super::stream::{dial, LocalEnd, Stream};
 use super::tcp_info::{delivery_stats, DeliveryStats};
 use super::url::RtmpUrl;
@@ -30,6 +31,9 @@ const FIN_WAIT: Duration = Duration::from_secs(3);
 
 /// How often a link reads its socket's TCP state ([`Link::delivery`]).
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// Every how many readings the link checks that its network path still exists.
+const ROUTE_CHECK_EVERY: u32 = 3;
 
 /// Most tags a link tracks for delivery. Past this, neighbouring entries merge: delivery is
 /// then proved in coarser steps, never for more than was received, and memory stays
@@ -109,6 +113,9 @@ impl Default for LinkOptions {
 pub enum LinkEvent {
     /// The server sent Go Away or a Reconnect Request, or another status.
     Server(Event),
+    /// A reading of the socket's TCP state (every 100 ms), for telling a silent path from
+    /// a slow one.
+    Path(DeliveryStats),
     /// The link ended: `Ok` after a requested finish, `Err` when the connection failed.
     Closed(Result<(), LinkError>),
 }
@@ -258,6 +265,8 @@ impl Established {
             .inspect_err(|e| log::debug!("no TCP state for this link: {e}"))
             .ok();
         let tls = matches!(self.stream, Stream::Tls(_));
+        let tcp = self.stream.tcp();
+        let ends = tcp.local_addr().ok().zip(tcp.peer_addr().ok());
         let driver = Driver {
             publisher: self.publisher,
             commands: rx,
@@ -273,6 +282,8 @@ impl Established {
                 on_socket: 0,
                 in_use: false,
                 sample: delivery_tx,
+                ends,
+                readings: 0,
             },
         };
         let task = tokio::spawn(driver.run(self.stream));
@@ -379,12 +390,14 @@ struct TcpDelivery {
     /// acknowledgement; once one comes, its acknowledgements are the proof again.
     in_use: bool,
     sample: watch::Sender<Option<DeliverySample>>,
+    /// The connection's (local, peer) addresses, to see its path disappear.
+    ends: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    readings: u32,
 }
 
 impl TcpDelivery {
-    /// Reads the socket's state, publishes it, and returns how much of the publisher's
-    /// output the server's machine provably received (`None` if unknown).
-    fn read(&mut self, now: Instant) -> Option<u64> {
+    /// Reads the socket's state and publishes it; `None` if unknown.
+    fn read(&mut self, now: Instant) -> Option<DeliveryStats> {
         let stats = match delivery_stats(self.probe.as_ref()?) {
             Ok(stats) => stats,
             Err(e) => {
@@ -395,10 +408,24 @@ impl TcpDelivery {
         };
         self.sample
             .send_replace(Some(DeliverySample { at: now, stats }));
+        Some(stats)
+    }
+
+    /// How much of the publisher's output the server's machine provably received.
+    fn received(&self, stats: &DeliveryStats) -> Option<u64> {
         let slack = if self.tls { TLS_RECORD_SLACK } else { 0 };
         stats
             .unacked_bytes
             .map(|unacked| self.on_socket.saturating_sub(unacked + slack))
+    }
+
+    /// Why the connection's network path is gone, checked every few readings.
+    fn path_gone(&mut self) -> Option<&'static str> {
+        self.readings = self.readings.wrapping_add(1);
+        let (local, peer) = self.ends?;
+        (self.readings % ROUTE_CHECK_EVERY == 0)
+            .then(|| route::gone(local, peer))
+            .flatten()
     }
 }
 
@@ -513,9 +540,15 @@ impl Driver {
                     write_progress = Instant::now();
                 }
                 _ = sampling.tick() => {
-                    let received = self.tcp.read(Instant::now());
-                    if let (true, Some(received)) = (self.tcp.in_use, received) {
-                        self.mark_delivered(received);
+                    if let Some(gone) = self.tcp.path_gone() {
+                        return Err(LinkError::PathGone(gone));
+                    }
+                    if let Some(stats) = self.tcp.read(Instant::now()) {
+                        let received = self.tcp.received(&stats);
+                        if let (true, Some(received)) = (self.tcp.in_use, received) {
+                            self.mark_delivered(received);
+                        }
+                        let _ = self.events.send(LinkEvent::Path(stats));
                     }
                 }
                 () = sleep_until(write_progress + self.write_timeout), if pending => {

@@ -4,6 +4,7 @@
 
 pub(crate) mod io;
 pub mod link;
+mod route;
 pub mod stream;
 pub mod tcp_info;
 pub mod tls;
@@ -58,6 +59,9 @@ pub enum LinkError {
     /// The peer stopped taking data.
     #[error("connection stalled: {0}")]
     Stalled(&'static str),
+    /// The connection's network path disappeared (its address or route).
+    #[error("connection lost: {0}")]
+    PathGone(&'static str),
     /// A socket error.
     #[error("connection error: {0}")]
     Io(#[from] std::io::Error),

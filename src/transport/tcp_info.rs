@@ -110,6 +110,9 @@ pub struct PathWatch {
     /// Acknowledged bytes at the last reading, to see progress where the platform does not
     /// give the time of the last acknowledgement.
     acked: Option<u64>,
+    /// Latest time nothing was known to wait for an acknowledgement: a connection idle for
+    /// a minute has not been acknowledged for a minute, and is not silent for it.
+    idle_at: Option<Instant>,
 }
 
 impl PathWatch {
@@ -119,6 +122,16 @@ impl PathWatch {
             rule,
             last_ack: None,
             acked: None,
+            idle_at: None,
+        }
+    }
+
+    /// A watch of a connection that has had nothing outstanding until `now` (it is new, or
+    /// was kept idle), whatever its last acknowledgement's age.
+    pub fn starting(now: Instant, rule: SilenceRule) -> Self {
+        Self {
+            idle_at: Some(now),
+            ..Self::new(rule)
         }
     }
 
@@ -136,9 +149,11 @@ impl PathWatch {
         };
         self.last_ack = Some(self.last_ack.map_or(last_ack, |seen| seen.max(last_ack)));
         if stats.awaiting_ack() != Some(true) {
+            self.idle_at = Some(now);
             return PathState::Idle;
         }
-        let quiet = now.saturating_duration_since(self.last_ack.unwrap_or(now));
+        let since = self.last_ack.max(self.idle_at).unwrap_or(now);
+        let quiet = now.saturating_duration_since(since);
         if quiet > self.rule.threshold(stats.rtt) {
             return PathState::Silent { quiet };
         }
@@ -384,6 +399,31 @@ mod tests {
         assert_eq!(
             watch.observe(now, &linux(60_000, 128_000, 3000, 20)),
             PathState::Silent { quiet: ms(3000) }
+        );
+    }
+
+    /// A connection that sat idle has an old last acknowledgement; the quiet counts from
+    /// when data began to wait, not from then.
+    #[test]
+    fn quiet_counts_from_the_end_of_idleness() {
+        let now = Instant::now();
+        let mut watch = PathWatch::new(SilenceRule::default());
+        assert_eq!(
+            watch.observe(now, &linux(0, 0, 60_000, 20)),
+            PathState::Idle
+        );
+        assert_eq!(
+            watch.observe(now + ms(100), &linux(8000, 0, 60_100, 20)),
+            PathState::Alive
+        );
+        assert_eq!(
+            watch.observe(now + ms(700), &linux(8000, 0, 60_700, 20)),
+            PathState::Silent { quiet: ms(700) }
+        );
+        let mut kept_idle = PathWatch::starting(now, SilenceRule::default());
+        assert_eq!(
+            kept_idle.observe(now + ms(100), &linux(8000, 0, 60_000, 20)),
+            PathState::Alive
         );
     }
 

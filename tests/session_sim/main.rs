@@ -286,26 +286,107 @@ fn a_signal_from_the_new_server_moves_the_stream_again_after_the_switch() {
     assert_eq!(causes, [Cause::ReconnectRequest, Cause::GoAway]);
 }
 
-#[test]
-fn a_silently_dead_path_is_detected_and_resumed_without_loss() {
-    let mut world = World::new(Stream::default());
-    world.servers[0].single_publisher = true;
-    world.servers[0].idle_timeout = secs(2.0);
+/// The longest time the ingests received no new frame (repeats do not count).
+fn longest_stall(outcome: &sim::Outcome) -> Duration {
+    let mut arrivals: Vec<(Duration, u32)> = outcome
+        .received
+        .values()
+        .flat_map(|r| r.tags.iter())
+        .filter_map(|(tag, at)| Some((*at, sim::frame_id(tag)?)))
+        .collect();
+    arrivals.sort();
+    let mut seen = std::collections::BTreeSet::new();
+    let fresh: Vec<Duration> = arrivals
+        .into_iter()
+        .filter(|&(_, id)| seen.insert(id))
+        .map(|(at, _)| at)
+        .collect();
+    fresh
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default()
+}
+
+/// A world whose server 0 goes silent at 2 s for `lasting`, congestion rules on.
+fn silent_world(lasting: f64) -> World {
+    let mut world = World::new(Stream {
+        duration: secs(2.0 + lasting + 4.0),
+        ..Stream::default()
+    });
+    world.config.congestion = Some(DropThresholds::default());
     world.faults = vec![at(
         2.0,
         Fault::SilentLoss {
             server: 0,
-            lasting: secs(6.0),
+            lasting: secs(lasting),
         },
     )];
+    world
+}
+
+#[test]
+fn a_silent_path_races_fresh_connections_within_a_second_and_drops_nothing() {
+    for lasting in [3.0, 12.0, 25.0] {
+        let (report, outcome) = simulate(silent_world(lasting));
+        assert_eq!(
+            outcome.dropped_frames, 0,
+            "silent {lasting} s: dropped frames"
+        );
+        assert_eq!(report.lost, 0, "silent {lasting} s: lost frames");
+        let first_retry = outcome.opens.get(1).expect("a reconnection").0;
+        assert!(
+            first_retry >= secs(2.0 + 0.9) && first_retry <= secs(2.0 + 1.3),
+            "silent {lasting} s: the first new connection at {first_retry:?}, not about a second in"
+        );
+        // Fresh attempts every 250 ms: one starts within 250 ms of the path's return and
+        // publishes within 8 round trips.
+        let stall = longest_stall(&outcome);
+        assert!(
+            stall <= secs(lasting + 0.25 + 0.2 + 0.1),
+            "silent {lasting} s: stalled {stall:?}"
+        );
+        // The old connection, if its retransmission came first, or one new connection.
+        assert!(
+            report.cutovers.len() <= 1,
+            "silent {lasting} s: {:?}",
+            report.cutovers
+        );
+    }
+}
+
+/// TCP backs off while the path is silent: the old connection would stay mute seconds
+/// after the path returns (12 s of silence: its retransmission comes at 12.6 s).
+#[test]
+fn a_fresh_connection_beats_the_old_ones_retransmission_backoff() {
+    let (_, outcome) = simulate(silent_world(6.5));
+    let stall = longest_stall(&outcome);
+    assert!(stall < secs(6.5 + 0.6), "stalled {stall:?}");
+    let winner = outcome.received.keys().last().expect("connections");
+    assert_ne!(*winner, outcome.opens[0].1, "the old connection carried on");
+}
+
+#[test]
+fn a_path_back_before_any_new_connection_publishes_keeps_the_old_one() {
+    // Back after 1.3 s: TCP's retransmission at 1.4 s arrives before the racing attempts
+    // (their SYNs were lost) try again.
+    let (report, outcome) = simulate(silent_world(1.3));
+    assert!(outcome.opens.len() > 1, "no race: {:?}", outcome.opens);
+    assert!(report.cutovers.is_empty(), "moved: {:?}", report.cutovers);
+    assert_eq!(outcome.received.len(), 1, "another connection published");
+    assert_eq!(outcome.dropped_frames, 0);
+}
+
+#[test]
+fn a_server_that_holds_the_silent_connections_key_gets_it_back_at_once() {
+    let mut world = silent_world(3.0);
+    world.servers[0].single_publisher = true;
+    world.servers[0].idle_timeout = secs(30.0);
     let (report, outcome) = simulate(world);
-    assert_eq!(report.cutovers.len(), 1);
-    assert_eq!(report.cutovers[0].kind, CutoverKind::Resumed);
-    let first_retry = outcome.opens.get(1).expect("a reconnection").0;
-    assert!(
-        first_retry >= secs(2.0) + sim::WRITE_TIMEOUT - secs(0.1),
-        "no reconnection before the path is found dead ({first_retry:?})"
-    );
+    assert_eq!(report.lost, 0);
+    assert_eq!(outcome.dropped_frames, 0);
+    let stall = longest_stall(&outcome);
+    assert!(stall <= secs(3.0 + 1.0), "stalled {stall:?}");
 }
 
 #[test]
@@ -315,6 +396,8 @@ fn congestion_drops_only_video_nothing_refers_to_and_never_audio_or_keyframes() 
     world.servers[0].bandwidth = 9_000;
     let (_, outcome) = simulate(world);
     assert!(outcome.dropped_frames > 0, "a slow link drops video");
+    // It acknowledges, only slowly: not a silent path, so no new connection.
+    assert_eq!(outcome.opens.len(), 1, "reconnected on a slow path");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use obs_goaway::protocol::{Event, ProtocolError};
 use obs_goaway::session::{
     Command, Input, LinkId, Report, SessionConfig, SessionCore, SessionError, SessionEvent,
 };
-use obs_goaway::transport::{LinkError, RtmpUrl};
+use obs_goaway::transport::{DeliveryStats, LinkError, RtmpUrl};
 
 /// Link-side timeouts the transport applies (the session sees their results).
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -24,6 +24,14 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const LINK_QUEUE: usize = 8;
 /// Bytes between the server's acknowledgements.
 const ACK_WINDOW: u64 = 2_500;
+/// How often a link reports its TCP state.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// TCP's first retransmission timeout; each further one doubles it.
+const FIRST_RTO: Duration = Duration::from_millis(200);
+/// When a connection attempt sends its SYNs (TCP's SYN backoff), after it starts.
+const SYN_RETRIES: [u64; 4] = [0, 1_000, 3_000, 7_000];
+/// Opens this close to a silence (after it ended) answer it.
+const SILENCE_JUSTIFIES: Duration = Duration::from_secs(2);
 /// The session must be over this long after the producer stops.
 const END_LIMIT: Duration = Duration::from_secs(300);
 
@@ -177,6 +185,15 @@ enum Ev {
         link: LinkId,
         bytes: u64,
     },
+    /// TCP's acknowledgement of `bytes` reached the publisher.
+    TcpAck {
+        link: LinkId,
+        bytes: u64,
+    },
+    /// The link reads its TCP state.
+    Sample {
+        link: LinkId,
+    },
     FinArrive {
         link: LinkId,
         unpublish: bool,
@@ -222,6 +239,9 @@ struct SimLink {
     arrived: u64,
     /// The server went away: nothing more arrives, nothing is acknowledged.
     cut: bool,
+    /// Bytes TCP acknowledged, and when the last acknowledgement came.
+    tcp_acked: u64,
+    last_tcp_ack: Duration,
 }
 
 #[derive(Default)]
@@ -420,7 +440,13 @@ impl Sim {
                     .iter()
                     .position(|h| *h == url.host)
                     .expect("a simulated host");
-                if !self.opens.is_empty() {
+                let s = &self.servers[server];
+                // A silent path, or connection attempts that go unanswered, justify racing.
+                let racing = s.lost_until > Duration::ZERO
+                    && self.now >= s.lost_from
+                    && self.now <= s.lost_until + SILENCE_JUSTIFIES
+                    || self.now <= s.hang_until + SILENCE_JUSTIFIES;
+                if !self.opens.is_empty() && !racing {
                     if self.justified == 0 {
                         self.unjustified.push(self.now);
                     }
@@ -441,14 +467,23 @@ impl Sim {
                         fin_sent: false,
                         arrived: 0,
                         cut: false,
+                        tcp_acked: 0,
+                        last_tcp_ack: self.now,
                     },
                 );
                 let spec = &self.world_servers[server];
                 let state = &self.servers[server];
-                let hangs = self.now < state.hang_until || self.now < state.lost_until;
+                // The first SYN the silence does not swallow gets through.
+                let syn = SYN_RETRIES
+                    .iter()
+                    .map(|&ms| self.now + Duration::from_millis(ms))
+                    .find(|&at| at < state.lost_from || at >= state.lost_until);
+                let hangs = self.now < state.hang_until || syn.is_none();
                 let done = if hangs {
                     self.hanging.insert(link);
                     self.now + CONNECT_TIMEOUT
+                } else if let Some(syn) = syn.filter(|&at| at > self.now) {
+                    syn + spec.latency * 8
                 } else if self.now < state.refuse_until {
                     self.now + spec.latency * 2
                 } else {
@@ -482,33 +517,49 @@ impl Sim {
         }
     }
 
-    /// When something sent to or from `server` at `sent` arrives.
+    /// When something sent to or from `server` at `sent` arrives: what a silence swallowed
+    /// goes again at the first of TCP's retransmissions (backing off from the silence's
+    /// start) after the path is back.
     fn path(&self, server: usize, sent: Duration) -> Duration {
         let latency = self.world_servers[server].latency;
-        let s = &self.servers[server];
         let arrive = sent + latency;
-        if arrive > s.lost_from && sent < s.lost_until {
-            s.lost_until + latency
+        if arrive > self.servers[server].lost_from && sent < self.servers[server].lost_until {
+            self.retransmitted(server) + latency
         } else {
             arrive
         }
     }
 
+    /// The first retransmission after `server`'s silence ends.
+    fn retransmitted(&self, server: usize) -> Duration {
+        let s = &self.servers[server];
+        let mut rto = FIRST_RTO;
+        let mut at = s.lost_from + rto;
+        while at < s.lost_until {
+            rto *= 2;
+            at += rto;
+        }
+        at
+    }
+
     fn write_next(&mut self, link: LinkId) {
+        let Some(server) = self.links.get(&link).map(|l| l.server) else {
+            return;
+        };
+        let retransmitted = self.retransmitted(server);
         let Some(l) = self.links.get_mut(&link) else {
             return;
         };
         if l.state != State::Open || l.writing {
             return;
         }
-        let server = l.server;
         let bandwidth = self.world_servers[server].bandwidth.max(1);
         if let Some((tag, _)) = l.queue.front() {
             let bytes = tag.data.len() as u64 + 11;
             let transmit = Duration::from_nanos(bytes * 1_000_000_000 / bandwidth);
             let s = &self.servers[server];
             let start = if self.now >= s.lost_from && self.now < s.lost_until {
-                s.lost_until
+                retransmitted
             } else {
                 self.now
             };
@@ -569,6 +620,8 @@ impl Sim {
                 let received = self.received.entry(link).or_default();
                 received.server = server;
                 received.tags.push((tag, self.now));
+                let back = self.path(server, self.now);
+                self.at(back, Ev::TcpAck { link, bytes: after });
                 if let Some(delay) = self.world_servers[server].acks {
                     if after / ACK_WINDOW > before / ACK_WINDOW {
                         let back = self.path(server, self.now + delay);
@@ -596,6 +649,13 @@ impl Sim {
                     self.input(Input::Delivered { link, upto });
                 }
             }
+            Ev::TcpAck { link, bytes } => {
+                if let Some(l) = self.links.get_mut(&link) {
+                    l.tcp_acked = l.tcp_acked.max(bytes);
+                    l.last_tcp_ack = self.now;
+                }
+            }
+            Ev::Sample { link } => self.sample(link),
             Ev::FinArrive { link, unpublish } => {
                 let Some(l) = self.links.get(&link) else {
                     return;
@@ -723,6 +783,31 @@ impl Sim {
         self.received.entry(link).or_default().server = server;
         let connect_time = self.world_servers[server].latency * 8;
         self.input(Input::Connected { link, connect_time });
+        self.at(self.now + SAMPLE_EVERY, Ev::Sample { link });
+    }
+
+    /// The link reads its TCP state, as the transport does every [`SAMPLE_EVERY`].
+    fn sample(&mut self, link: LinkId) {
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        if l.state != State::Open || l.cut {
+            return;
+        }
+        let unacked = l.written.saturating_sub(l.tcp_acked);
+        let unsent: u64 = l.queue.iter().map(|(t, _)| t.data.len() as u64 + 11).sum();
+        let stats = DeliveryStats {
+            rtt: Some(self.world_servers[l.server].latency * 2),
+            since_last_ack: Some(self.now.saturating_sub(l.last_tcp_ack)),
+            bytes_acked: Some(l.tcp_acked),
+            unacked_bytes: Some(unacked + unsent),
+            unsent_bytes: Some(unsent),
+            in_flight_bytes: Some(unacked),
+            backoff: None,
+            timeouts: None,
+        };
+        self.input(Input::PathStats { link, stats });
+        self.at(self.now + SAMPLE_EVERY, Ev::Sample { link });
     }
 
     fn fault(&mut self, fault: Fault) {

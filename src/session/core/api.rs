@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::media::Tag;
 use crate::protocol::Event;
-use crate::transport::{LinkError, RtmpUrl};
+use crate::transport::{DeliveryStats, LinkError, RtmpUrl};
 
 /// Names one connection over its whole life, from [`Command::Open`] to its close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,6 +68,14 @@ pub enum Input {
     MoveRequest {
         /// An `rtmp://host/app` URL.
         server: String,
+    },
+    /// A reading of the link's TCP state ([`LinkEvent::Path`](crate::transport::LinkEvent::Path)),
+    /// for telling a silent path from a slow one.
+    PathStats {
+        /// Which link.
+        link: LinkId,
+        /// What the kernel said.
+        stats: DeliveryStats,
     },
 }
 

@@ -25,6 +25,10 @@ impl SessionCore {
         } else {
             0
         };
+        if let Some(race) = self.race.take() {
+            // Whatever won, the stream has its connection: the race is over.
+            self.close_attempts(race);
+        }
         self.preamble = self.buffer.preamble(self.cursor).into();
         self.catch_up_end = self.buffer.end();
         if let Some(bitrate) = &mut self.bitrate {
@@ -55,6 +59,8 @@ impl SessionCore {
             ts_offset,
             delivered: 0,
             needs_keyframe,
+            watch: PathWatch::starting(now, SilenceRule::default()),
+            path: PathState::Idle,
         });
         if let Some(started) = started {
             let cutover = Cutover {
@@ -259,7 +265,7 @@ impl SessionCore {
             self.install(now, standby.id, Some(started), cause, kind, duplicates);
         } else if let Some(connecting) = &mut self.connecting {
             connecting.purpose = Purpose::Resume;
-        } else {
+        } else if self.race.is_none() {
             self.schedule(now, Purpose::Resume);
         }
         Ok(())
@@ -300,6 +306,9 @@ impl SessionCore {
     }
 
     pub(super) fn on_connected(&mut self, now: Instant, link: LinkId, connect_time: Duration) {
+        if self.race.as_ref().is_some_and(|r| r.has(link)) {
+            return self.race_won(now, link, connect_time);
+        }
         let Some(connecting) = self.take_connecting(link) else {
             // An attempt the session no longer wants.
             self.commands.push_back(Command::Close { link });
@@ -334,6 +343,9 @@ impl SessionCore {
         link: LinkId,
         error: LinkError,
     ) -> Result<(), SessionError> {
+        if self.race.as_ref().is_some_and(|r| r.has(link)) {
+            return self.race_attempt_failed(now, link, error);
+        }
         let Some(connecting) = self.take_connecting(link) else {
             return Ok(());
         };

@@ -20,7 +20,9 @@ impl SessionCore {
         // Without a connection nothing is congested: everything waits for the next one. After
         // a resume the backlog it carries is protected: only media that piles up behind it
         // counts, so catching up never drops frames a lossless resume promised.
-        let congestion = self.congestion.as_mut().filter(|_| self.active.is_some());
+        // Nor is a silent path: what it did not deliver goes again on the next connection.
+        let judged = self.active.is_some() && !self.path_silent();
+        let congestion = self.congestion.as_mut().filter(|_| judged);
         if let Some(congestion) = congestion {
             // Dynamic bitrate acts on video frames, as OBS's: a due raise first, then the
             // measured backlog may lower.

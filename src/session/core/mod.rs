@@ -17,12 +17,13 @@ use super::retained::Retained;
 use super::{Cause, Report, SessionConfig, SessionError, SessionEvent};
 use crate::media::Tag;
 use crate::protocol::Event;
-use crate::transport::RtmpUrl;
+use crate::transport::{PathState, PathWatch, RtmpUrl, SilenceRule};
 
 mod api;
 mod links;
 mod media;
 mod moves;
+mod silence;
 
 pub use api::{Command, Input, LinkId};
 
@@ -36,6 +37,9 @@ struct Active {
     /// The link starts where no decoder can (the buffer limit dropped the keyframe before
     /// its first tag): video frames are skipped until a keyframe.
     needs_keyframe: bool,
+    /// Its TCP state: alive, congested or silent.
+    watch: PathWatch,
+    path: PathState,
 }
 
 impl Active {
@@ -130,6 +134,8 @@ pub struct SessionCore {
     retry: Option<(Instant, Purpose)>,
     attempts: u32,
     migration: Option<Migration>,
+    /// Fresh connections racing for the way back from a silent path.
+    race: Option<silence::Race>,
     /// A move request the standby connection's server sent before the switch.
     standby_signal: Option<Event>,
     lost_at: Option<Loss>,
@@ -175,6 +181,7 @@ impl SessionCore {
             retry: None,
             attempts: 0,
             migration: None,
+            race: None,
             standby_signal: None,
             lost_at: None,
             evicted: VecDeque::new(),
@@ -218,6 +225,7 @@ impl SessionCore {
                 );
             }
         }
+        self.race_timeout(now);
         if self.connecting.is_none() {
             if let Some((at, purpose)) = self.retry {
                 if now >= at {
@@ -254,7 +262,8 @@ impl SessionCore {
             .retry
             .filter(|_| self.connecting.is_none())
             .map(|(at, _)| at);
-        deadline.into_iter().chain(retry).min()
+        let race = self.race.as_ref().map(silence::Race::next_open);
+        deadline.into_iter().chain(retry).chain(race).min()
     }
 
     /// How the session ended, once it has: the driver then stops (dropping every link).
@@ -310,6 +319,7 @@ impl SessionCore {
             }
             Input::Closed { link, result } => self.on_closed(now, link, result)?,
             Input::MoveRequest { server } => self.on_move_request(now, &server),
+            Input::PathStats { link, stats } => self.on_path_stats(now, link, &stats),
         }
         Ok(())
     }
