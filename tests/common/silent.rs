@@ -141,7 +141,8 @@ pub struct Measured {
     pub frames_resent: u64,
     /// Frames the publisher reported lost (buffer limit, drained connections).
     pub lost: u64,
-    /// From the fault to the publisher's "connection lost" (`None`: it never said so).
+    /// From the fault to the publisher's "path silent" or "connection lost" (`None`: it
+    /// never said so).
     pub time_to_detect: Option<Duration>,
     /// Whether the publisher exited successfully.
     pub publisher_ok: bool,
@@ -312,8 +313,11 @@ pub fn run(case: &Case) -> Measured {
         connections: number_before(&summary, "connection(s)").unwrap_or(0) as u32,
         frames_resent: number_before(&summary, "duplicated").unwrap_or(0),
         lost: number_before(&summary, "lost").unwrap_or(0),
-        time_to_detect: find(&logged, "connection lost", fault_at)
-            .map(|(at, _)| at.duration_since(fault_at)),
+        time_to_detect: ["connection lost", "path silent"]
+            .iter()
+            .filter_map(|needle| find(&logged, needle, fault_at))
+            .map(|(at, _)| at.duration_since(fault_at))
+            .min(),
         publisher_ok,
         log,
     }
