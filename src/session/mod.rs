@@ -32,7 +32,8 @@
 //!  ────────        ────────────────────────                     ─────────────────────
 //!  tags ─────────▶ Input::Tag / InputEnded ───────────────────▶ handle_input(now, ..)
 //!  links ────────▶ Connected, ConnectFailed, Server(Go Away..), │ retained.rs  what to keep
-//!                  Delivered, Writable, Closed ───────────────▶ │ congestion.rs what to drop
+//!                  Delivered, Writable, Closed, PathStats ────▶ │ congestion.rs what to drop
+//!                                                               │ core/silence.rs silent paths
 //!  timer ────────▶ handle_timeout(now) ───────────────────────▶ │ bitrate.rs   what to ask
 //!                                                               │ reconnect.rs when to retry
 //!  links ◀──────── Open, Send, Finish, Close ◀────────────────── poll_command()

@@ -357,6 +357,26 @@ fn a_silent_path_races_fresh_connections_within_a_second_and_drops_nothing() {
 
 /// TCP backs off while the path is silent: the old connection would stay mute seconds
 /// after the path returns (12 s of silence: its retransmission comes at 12.6 s).
+/// Past the buffer's length the race stops, once per silence (not again while the old
+/// connection stays silent), and the normal schedule brings the stream back after the
+/// silence, oldest groups lost.
+#[test]
+fn a_silence_longer_than_the_buffer_races_once_then_reconnects_on_schedule() {
+    let mut world = silent_world(12.0);
+    world.config.buffer.max_duration = secs(2.0);
+    let (report, outcome) = simulate(world);
+    // Silent from 2 s, racing from 3 s until the buffer's 2 s are up; the old connection
+    // ends by its write timeout at 7 s.
+    let again: Vec<_> = outcome
+        .opens
+        .iter()
+        .filter(|(at, _, _)| *at > secs(5.1) && *at < secs(6.9))
+        .collect();
+    assert!(again.is_empty(), "raced again: {again:?}");
+    assert!(report.lost > 0, "12 s fit a 2 s buffer?");
+    assert_eq!(report.cutovers.len(), 1, "{:?}", report.cutovers);
+}
+
 #[test]
 fn a_fresh_connection_beats_the_old_ones_retransmission_backoff() {
     let (_, outcome) = simulate(silent_world(6.5));

@@ -61,6 +61,7 @@ impl SessionCore {
             needs_keyframe,
             watch: PathWatch::starting(now, SilenceRule::default()),
             path: PathState::Idle,
+            raced: false,
         });
         if let Some(started) = started {
             let cutover = Cutover {

@@ -6,7 +6,8 @@
 //! out of it. See the type for the polling order.
 //!
 //! One file per concern: [`api`] the inputs and commands, `media` what is kept and sent,
-//! `links` connections coming and going, `moves` moving the stream on request.
+//! `links` connections coming and going, `moves` moving the stream on request, `silence`
+//! paths that die without a word.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -40,6 +41,8 @@ struct Active {
     /// Its TCP state: alive, congested or silent.
     watch: PathWatch,
     path: PathState,
+    /// A race for the way back already ran in this silence (one per silence).
+    raced: bool,
 }
 
 impl Active {

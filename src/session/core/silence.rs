@@ -73,7 +73,8 @@ impl SessionCore {
                     && self.standby.is_none()
                     && self.connecting.is_none()
                     && !self.finishing;
-                if dead && free_to_race && self.race.is_none() {
+                if dead && free_to_race && !active.raced && self.race.is_none() {
+                    active.raced = true;
                     log::warn!(
                         "path silent for {} ms (nothing acknowledged): opening new connections beside this one",
                         quiet.as_millis()
@@ -86,6 +87,7 @@ impl SessionCore {
                 }
             }
             _ if was_silent => {
+                active.raced = false;
                 // The backlog the silence built is the old connection's to catch up on,
                 // like a resume's: congestion must not drop it.
                 self.catch_up_end = self.buffer.end();
