@@ -57,13 +57,12 @@ pub const SCENARIO_KEY: &str = "scenario-secret-4711";
 
 /// How long [`ObsRun::stop`] waits after asking OBS to quit before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
-/// OBS quit by SIGINT while still starting up (before its scenes are loaded, and up to ~1 s
-/// after) crashed or hung about half the time; [`ObsRun::stop`] gives it this long.
-const MIN_UPTIME: Duration = Duration::from_millis(2500);
 /// What OBS's main window title contains ("OBS 29.0.2 - Profile: P - Scenes: P").
 const MAIN_WINDOW: &str = " - Profile: ";
-/// The log line after which OBS has loaded its scene collection.
-const SCENES_LOADED: &str = "Loaded scenes:";
+/// The log line OBS writes when its start-up is over (scenes loaded, main window shown,
+/// `--startstreaming` queued). Quit by SIGINT before it (while scenes load, and about a second
+/// after), OBS crashed or hung about half the time: [`ObsRun::stop`] waits for it.
+const STARTUP_COMPLETE: &str = "==== Startup complete";
 /// How long to wait for the OBS lock before failing (another run holds it).
 const LOCK_TIMEOUT_SECS: u32 = 900;
 
@@ -1257,12 +1256,10 @@ impl ObsRun {
     /// only wakes the main loop). SIGKILL if it has not exited within 20 s. Returns the
     /// status and the full log.
     ///
-    /// Waits first until OBS has loaded its scenes and run for [`MIN_UPTIME`] (at most
-    /// 30 s): its main window must exist to be closed.
+    /// Waits first until OBS's start-up is complete ([`STARTUP_COMPLETE`], at most 30 s):
+    /// its main window must exist to be closed.
     pub fn stop(mut self) -> ObsExit {
-        self.try_wait_for_log(SCENES_LOADED, Duration::from_secs(30));
-        let uptime = MIN_UPTIME.saturating_sub(self.elapsed());
-        super::within(uptime, || !self.is_running());
+        self.try_wait_for_log(STARTUP_COMPLETE, Duration::from_secs(30));
         let asked = Instant::now();
         let mut killed = false;
         let mut quit = QuitRequest::Signal;

@@ -255,10 +255,14 @@ pub(crate) fn check(expect: &Expect, outcome: &Outcome) -> Result<Report, String
             ));
         }
     }
-    // The recording: connections in order, repeats skipped as the ingest does.
+    // The recording: connections in the order their media began to arrive (a connection
+    // opened early may take over late: a move's, after a race's winner), repeats skipped as
+    // the ingest does.
+    let mut connections: Vec<&sim::Received> = outcome.received.values().collect();
+    connections.sort_by_key(|r| r.tags.iter().find(|(t, _)| t.is_frame()).map(|(_, at)| *at));
     let mut last = [None::<u32>; 2];
     let mut recorded = Vec::new();
-    for received in outcome.received.values() {
+    for received in connections {
         for (tag, arrival) in &received.tags {
             if !tag.is_frame() {
                 continue;
