@@ -353,7 +353,24 @@ impl LiveOutput {
     /// setup's are used).
     pub fn start(
         &self,
-        mut config: SessionConfig,
+        config: SessionConfig,
+        setup: StreamSetup,
+        headers: Option<Box<dyn CodecHeaders>>,
+        observer: impl Observer,
+    ) -> io::Result<()> {
+        let handle = Arc::clone(&config.handle);
+        self.start_configuring(handle, move || Ok(config), setup, headers, observer)
+    }
+
+    /// [`LiveOutput::start`] with the configuration made by `configure` on the output's
+    /// runtime, just before connecting, not on the caller's thread: finding out where to
+    /// publish may take seconds (OBS's listed Twitch service refreshes its ingest list
+    /// then), and the caller may be a UI thread. An error ends the stream, saying why.
+    /// `handle` is the one the configuration carries.
+    pub fn start_configuring(
+        &self,
+        handle: Arc<SessionHandle>,
+        configure: impl FnOnce() -> Result<SessionConfig, String> + Send + 'static,
         setup: StreamSetup,
         headers: Option<Box<dyn CodecHeaders>>,
         observer: impl Observer,
@@ -370,13 +387,20 @@ impl LiveOutput {
         while packets.try_recv().is_some() {}
         self.refused.store(0, Ordering::Relaxed);
         let stop = Arc::new(StopSignal::new());
-        config.live_source = true;
-        config.link.queue = QueueLimits::LIVE;
-        if let Some(video) = &setup.video {
-            if video.codec != VideoCodec::H264 {
-                config.link.fourcc_list = vec![video.codec.fourcc().to_string()];
+        let fourcc = setup
+            .video
+            .as_ref()
+            .filter(|video| video.codec != VideoCodec::H264)
+            .map(|video| video.codec.fourcc().to_string());
+        let configure = move || {
+            let mut config = configure()?;
+            config.live_source = true;
+            config.link.queue = QueueLimits::LIVE;
+            if let Some(fourcc) = fourcc {
+                config.link.fourcc_list = vec![fourcc];
             }
-        }
+            Ok(config)
+        };
         let input = LiveInput {
             packets,
             packager: Packager::new(setup, headers),
@@ -385,8 +409,7 @@ impl LiveOutput {
             ended: false,
         };
         *self.shared.observer() = Some(Box::new(observer));
-        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Arc::clone(&config.handle));
+        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
         {
             let mut state = self.shared.state();
             let stream = Stream {
@@ -395,7 +418,22 @@ impl LiveOutput {
             stream.apply(state.lifecycle.spawned());
             state.stream = Some(stream);
         }
-        let task = runtime.spawn(run_stream(config, input, stop, Arc::clone(&self.shared)));
+        let shared_for_task = Arc::clone(&self.shared);
+        let task = runtime.spawn(async move {
+            let config = match tokio::task::spawn_blocking(configure).await {
+                Ok(Ok(config)) => config,
+                Ok(Err(message)) => return Outcome::Unconfigured(message),
+                Err(error) => {
+                    return Outcome::Unconfigured(format!(
+                        "making the configuration failed: {error}"
+                    ))
+                }
+            };
+            if stop.at() == StopSignal::NOW {
+                return Outcome::Abandoned;
+            }
+            run_stream(config, input, stop, shared_for_task).await
+        });
         let shared = Arc::clone(&self.shared);
         runtime.spawn(async move {
             match task.await {

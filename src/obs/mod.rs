@@ -1,7 +1,8 @@
 //! The OBS Studio plugin: everything that touches libobs, and the crate's only `unsafe`.
 //!
 //! Each OBS callback is a thin shell (see `ffi::guard`) over a safe type that owns the
-//! state: `output` drives a [`crate::live::LiveOutput`], `service` holds the destination,
+//! state: `output` drives a [`crate::live::LiveOutput`], `service` wraps the profile's own
+//! service (`wrapped`),
 //! `dialog` is the Tools menu's settings dialog, `profile` turns the profile's stream
 //! service into ours and back (`conversion` has the rules), `websocket` answers
 //! obs-websocket vendor requests.
@@ -27,6 +28,7 @@ mod status;
 mod symbols;
 mod version;
 mod websocket;
+mod wrapped;
 
 use obs_wrapper::module::{LoadContext, Module, ModuleContext};
 use obs_wrapper::obs_string;

@@ -15,11 +15,10 @@ use obs_sys::{
     obs_output_get_delay, obs_output_get_service, obs_output_get_settings,
     obs_output_get_signal_handler, obs_output_get_video_encoder, obs_output_info,
     obs_output_info_29_1, obs_output_initialize_encoders, obs_output_set_last_error,
-    obs_output_signal_stop, obs_output_t, obs_register_output_s, obs_service_get_id,
-    obs_service_get_settings, signal_handler_signal, video_output_get_frame_rate,
-    OBS_ENCODER_CAP_DYN_BITRATE, OBS_OUTPUT_AV, OBS_OUTPUT_CONNECT_FAILED, OBS_OUTPUT_ENCODED,
-    OBS_OUTPUT_ENCODE_ERROR, OBS_OUTPUT_ERROR, OBS_OUTPUT_INVALID_STREAM, OBS_OUTPUT_SERVICE,
-    OBS_OUTPUT_SUCCESS,
+    obs_output_signal_stop, obs_output_t, obs_register_output_s, obs_service_get_settings,
+    signal_handler_signal, video_output_get_frame_rate, OBS_ENCODER_CAP_DYN_BITRATE, OBS_OUTPUT_AV,
+    OBS_OUTPUT_CONNECT_FAILED, OBS_OUTPUT_ENCODED, OBS_OUTPUT_ENCODE_ERROR, OBS_OUTPUT_ERROR,
+    OBS_OUTPUT_INVALID_STREAM, OBS_OUTPUT_SERVICE, OBS_OUTPUT_SUCCESS,
 };
 use obs_wrapper::data::DataObj;
 use obs_wrapper::wrapper::PtrWrapper;
@@ -31,7 +30,6 @@ use super::registration::Registration;
 use super::settings::{session_config, Destination, Sink, Source};
 use super::symbols::{connect_info, ConnectInfo};
 use super::version::Running;
-use super::SERVICE_ID;
 use crate::live::{
     AudioSetup, CodecHeaders, End, Failure, LiveOutput, Observer, StopCode, StreamSetup, VideoSetup,
 };
@@ -146,23 +144,29 @@ impl Output {
             *self.encoders.lock().unwrap_or_else(PoisonError::into_inner) =
                 HeldEncoders::of(output);
         }
-        let (destination, options) = self.destination()?;
-        let mut config = session_config(&destination, &options)
-            .map_err(|error| with_detail(tr!("Error.BadServer"), &error))?;
         // SAFETY: as above; the settings reference is ours to release.
         let settings = unsafe { owned(obs_output_get_settings(output)) };
-        if let Some(settings) = &settings {
-            config.link.local = local_end(settings);
-        }
-        config.congestion = Some(Default::default());
+        let local = settings.as_ref().map(local_end);
         let setup = self.setup()?;
         // The frontend passes OBS's "Dynamically change bitrate to manage congestion".
-        if settings.and_then(|s| s.boolean("dyn_bitrate")) == Some(true) {
-            config.dynamic_bitrate = self.dynamic_bitrate(&setup);
-        }
-        log::info!(
-            "connecting to {} ({}, {}x{})",
-            config.url,
+        let dynamic_bitrate = if settings.and_then(|s| s.boolean("dyn_bitrate")) == Some(true) {
+            self.dynamic_bitrate(&setup)
+        } else {
+            None
+        };
+        let handle = Arc::new(SessionHandle::default());
+        let observer = ObsObserver {
+            output: self.output,
+            server: String::new(),
+            target: None,
+            bitrate: dynamic_bitrate.map(|dbr| EncoderBitrate {
+                output: self.output,
+                original: dbr.video_kbps,
+                current: dbr.video_kbps,
+            }),
+        };
+        let described = format!(
+            "{}, {}x{}",
             setup
                 .video
                 .as_ref()
@@ -170,20 +174,26 @@ impl Output {
             setup.video.as_ref().map_or(0, |v| v.width),
             setup.video.as_ref().map_or(0, |v| v.height),
         );
-        let observer = ObsObserver {
-            output: self.output,
-            server: config.url.to_string(),
-            target: None,
-            bitrate: config.dynamic_bitrate.map(|dbr| EncoderBitrate {
-                output: self.output,
-                original: dbr.video_kbps,
-                current: dbr.video_kbps,
-            }),
+        let (target, session_handle) = (self.output, Arc::clone(&handle));
+        // Asked on the runtime, not here on OBS's UI thread: a listed service resolves its
+        // server now (Twitch's "auto" may refresh OBS's ingest list for seconds).
+        let configure = move || {
+            let (destination, options) = destination(target)?;
+            let mut config =
+                session_config(&destination, &options).map_err(|error| error.to_string())?;
+            config.handle = session_handle;
+            if let Some(local) = local {
+                config.link.local = local;
+            }
+            config.congestion = Some(Default::default());
+            config.dynamic_bitrate = dynamic_bitrate;
+            log::info!("connecting to {} ({described})", config.url);
+            Ok(config)
         };
         let headers = self.codec_headers();
-        set_running(self.output, Some(Arc::clone(&config.handle)));
+        set_running(self.output, Some(Arc::clone(&handle)));
         self.live
-            .start(config, setup, Some(Box::new(headers)), observer)
+            .start_configuring(handle, configure, setup, Some(Box::new(headers)), observer)
             .map_err(|error| {
                 set_running(self.output, None);
                 with_detail(tr!("Error.CannotStart"), &error)
@@ -226,32 +236,6 @@ impl Output {
         Some(DynamicBitrate::new(video.bitrate_kbps, audio_kbps))
     }
 
-    /// Where to publish: our service's settings, or another service's connect info.
-    fn destination(&self) -> Result<(Destination, DataObj<'static>), String> {
-        // SAFETY: the service outlives the output's start; settings references are ours.
-        unsafe {
-            let service = obs_output_get_service(self.output.0);
-            if service.is_null() {
-                return Err(locale::text(tr!("Error.NoService")));
-            }
-            let options = owned(obs_service_get_settings(service))
-                .ok_or_else(|| locale::text(tr!("Error.NoService")))?;
-            let destination = if text(obs_service_get_id(service)) == SERVICE_ID {
-                Destination::read(&options)
-            } else {
-                // Another service answers only with authentication on.
-                let optional = |text: String| (!text.is_empty()).then_some(text);
-                Destination {
-                    server: connect_info(service, ConnectInfo::ServerUrl),
-                    key: connect_info(service, ConnectInfo::StreamKey),
-                    username: optional(connect_info(service, ConnectInfo::Username)),
-                    password: optional(connect_info(service, ConnectInfo::Password)),
-                }
-            };
-            Ok((destination, options))
-        }
-    }
-
     /// The encoders' codec headers, read when the first packet is packaged.
     fn codec_headers(&self) -> EncoderHeaders {
         // SAFETY: the output is live; its encoders stay attached (and referenced, see
@@ -280,6 +264,30 @@ impl Output {
                 encoder: format!("obs-goaway {}", env!("CARGO_PKG_VERSION")),
             })
         }
+    }
+}
+
+/// Where `output`'s service publishes now, and its settings (our options, if it is ours):
+/// the service's connect info, which ours answers for the service it wraps.
+fn destination(output: OutputPtr) -> Result<(Destination, DataObj<'static>), String> {
+    // SAFETY: the output and its service stay alive while the output is active (OBS does
+    // not replace an active output's service); settings references are ours.
+    unsafe {
+        let service = obs_output_get_service(output.0);
+        if service.is_null() {
+            return Err(locale::text(tr!("Error.NoService")));
+        }
+        let options = owned(obs_service_get_settings(service))
+            .ok_or_else(|| locale::text(tr!("Error.NoService")))?;
+        // A service answers with credentials only with authentication on.
+        let optional = |text: String| (!text.is_empty()).then_some(text);
+        let destination = Destination {
+            server: connect_info(service, ConnectInfo::ServerUrl),
+            key: connect_info(service, ConnectInfo::StreamKey),
+            username: optional(connect_info(service, ConnectInfo::Username)),
+            password: optional(connect_info(service, ConnectInfo::Password)),
+        };
+        Ok((destination, options))
     }
 }
 
@@ -499,6 +507,9 @@ impl Observer for ObsObserver {
     fn event(&mut self, event: &SessionEvent) {
         match event {
             SessionEvent::Publishing { url, connect_time } => {
+                if self.server.is_empty() {
+                    self.server.clone_from(url);
+                }
                 log::info!(
                     "publishing to {url} (connected in {} ms)",
                     connect_time.as_millis()
@@ -583,6 +594,7 @@ impl Observer for ObsObserver {
                         "OBS refused to begin data capture".to_string(),
                     ),
                     Failure::Session(error) => (session_headline(error, code), error.to_string()),
+                    Failure::Destination(message) => (tr!("Error.BadServer"), message.clone()),
                 };
                 // A stop code other than "disconnected" ends data capture (if it began)
                 // without handing the output to libobs's reconnect loop.
