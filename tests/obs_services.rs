@@ -20,7 +20,6 @@ use common::obs::{ObsVersion, ObsWebSocket, OnStart, PluginInstall, Profile, Pro
 use common::{read_flv, wait_until_async, AUDIO_FRAMES_PER_SECOND};
 use obs_goaway::ingest::{Ingest, IngestConfig, SignalKind};
 use obs_goaway::media::{Tag, TagKind};
-use obs_goaway::protocol::amf0::Value as Amf;
 use serde_json::{json, Value};
 
 /// Stream keys, one per stream so that each has its own recording.
@@ -32,6 +31,9 @@ const KEY_SAVED: &str = "custom-saved-0004";
 /// The video bitrate the profile asks for: above Twitch's cap (6000 kb/s), which OBS
 /// applies for the service.
 const PROFILE_KBPS: u32 = 8000;
+
+/// How OBS 29's `additionalMedia` script tags start (AMF0 string).
+const ADDITIONAL_MEDIA: &[u8] = b"\x02\x00\x0fadditionalMedia";
 
 /// Seconds streamed per stream (the Go Away comes halfway).
 const STREAM_SECS: u64 = 10;
