@@ -41,6 +41,7 @@ fn setup() -> StreamSetup {
             channels: 2,
             bitrate_kbps: 128,
         }),
+        vod: None,
         encoder: "live_output test".into(),
     }
 }
@@ -83,6 +84,7 @@ fn video_packet(index: u32, start: Instant, size: usize) -> EncodedPacket {
         timebase_den: 1000,
         keyframe: kind == Frame::I,
         sys_dts_usec: start.elapsed().as_micros() as i64,
+        track: 0,
     }
 }
 
@@ -105,6 +107,7 @@ fn audio_packet(index: u32, start: Instant) -> EncodedPacket {
         timebase_den: 1000,
         keyframe: false,
         sys_dts_usec: start.elapsed().as_micros() as i64,
+        track: 0,
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::obs::{ObsVersion, ObsWebSocket, OnStart, PluginInstall, Profile, ProfileBuilder};
 use common::{read_flv, wait_until_async, AUDIO_FRAMES_PER_SECOND};
 use obs_goaway::ingest::{Ingest, IngestConfig, SignalKind};
-use obs_goaway::media::{Tag, TagKind};
+use obs_goaway::media::{Slot, Tag, TagKind, ADDITIONAL_MEDIA};
 use serde_json::{json, Value};
 
 /// Stream keys, one per stream so that each has its own recording.
@@ -32,8 +32,8 @@ const KEY_SAVED: &str = "custom-saved-0004";
 /// applies for the service.
 const PROFILE_KBPS: u32 = 8000;
 
-/// How OBS 29's `additionalMedia` script tags start (AMF0 string).
-const ADDITIONAL_MEDIA: &[u8] = b"\x02\x00\x0fadditionalMedia";
+/// AAC frames last 1024 samples: at 48 kHz, 21.3 ms.
+const AUDIO_FRAME_MS: f64 = 1024.0 / 48.0;
 
 /// Seconds streamed per stream (the Go Away comes halfway).
 const STREAM_SECS: u64 = 10;
@@ -124,7 +124,21 @@ struct Figures {
     bitrate: String,
     track0_frames: usize,
     vod_track: String,
+    vod_frames: usize,
     video_lost_in_gaps: u64,
+    vod_lost_in_gaps: u64,
+}
+
+/// Frames missing between consecutive distinct timestamps `interval` ms apart.
+fn lost_in_gaps(mut timestamps: Vec<u32>, interval: f64) -> u64 {
+    timestamps.sort_unstable();
+    timestamps.dedup();
+    timestamps
+        .windows(2)
+        .map(|w| f64::from(w[1] - w[0]))
+        .filter(|gap| *gap > 1.5 * interval)
+        .map(|gap| (gap / interval).round() as u64 - 1)
+        .sum()
 }
 
 /// The first value logged for `field` (obs-x264's "settings:" block) in `log`.
@@ -173,20 +187,13 @@ fn figures(output: &'static str, tags: &[Tag], log: &str, fps: u32) -> Figures {
         (0, n) => format!("{n} additionalMedia messages"),
         (m, a) => format!("{m} multitrack tags and {a} additionalMedia messages"),
     };
-    let mut video: Vec<u32> = tags
-        .iter()
-        .filter(|t| t.kind == TagKind::Video && t.is_frame())
-        .map(|t| t.timestamp)
-        .collect();
-    video.sort_unstable();
-    video.dedup();
-    let interval = 1000.0 / f64::from(fps);
-    let video_lost_in_gaps = video
-        .windows(2)
-        .map(|w| f64::from(w[1] - w[0]))
-        .filter(|gap| *gap > 1.5 * interval)
-        .map(|gap| (gap / interval).round() as u64 - 1)
-        .sum();
+    let timestamps = |slot: Slot| -> Vec<u32> {
+        tags.iter()
+            .filter(|t| t.slot() == slot && t.is_frame())
+            .map(|t| t.timestamp)
+            .collect()
+    };
+    let vod = timestamps(Slot::Audio(1));
     Figures {
         output,
         keyframe_interval,
@@ -194,7 +201,9 @@ fn figures(output: &'static str, tags: &[Tag], log: &str, fps: u32) -> Figures {
         bitrate: logged(log, "bitrate"),
         track0_frames,
         vod_track,
-        video_lost_in_gaps,
+        vod_frames: vod.len(),
+        video_lost_in_gaps: lost_in_gaps(timestamps(Slot::Video), 1000.0 / f64::from(fps)),
+        vod_lost_in_gaps: lost_in_gaps(vod, AUDIO_FRAME_MS),
     }
 }
 
@@ -285,11 +294,11 @@ fn wraps_the_profiles_service(version: ObsVersion) {
         fps,
     );
     println!(
-        "| OBS | output | keyframe interval at the ingest | rate control | video bitrate | audio track 0 frames | VOD track | video lost |"
+        "| OBS | output | keyframe interval at the ingest | rate control | video bitrate | audio track 0 frames | VOD track | video / VOD frames lost |"
     );
     for f in [&own, &ours] {
         println!(
-            "| {} | {} | {:.1} s | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.1} s | {} | {} kb/s | {} | {} | {} / {} |",
             version.version(),
             f.output,
             f.keyframe_interval,
@@ -297,7 +306,8 @@ fn wraps_the_profiles_service(version: ObsVersion) {
             f.bitrate,
             f.track0_frames,
             f.vod_track,
-            f.video_lost_in_gaps
+            f.video_lost_in_gaps,
+            f.vod_lost_in_gaps
         );
     }
     assert!(

@@ -66,6 +66,9 @@ pub struct EncodedPacket {
     pub keyframe: bool,
     /// System time (µs) of the packet's dts: what a stop request is expressed in.
     pub sys_dts_usec: i64,
+    /// The output's audio track: 0 the main one, 1 the VOD track ([`StreamSetup::vod`]);
+    /// 0 for video.
+    pub track: u8,
 }
 
 impl EncodedPacket {
@@ -122,8 +125,30 @@ pub struct StreamSetup {
     pub video: Option<VideoSetup>,
     /// Audio, if any.
     pub audio: Option<AudioSetup>,
+    /// A second audio track (Twitch's VOD track), if the stream has one.
+    pub vod: Option<VodTrack>,
     /// The `encoder` field of `onMetaData`.
     pub encoder: String,
+}
+
+/// The stream's second audio track: a soundtrack without the music a platform may not
+/// archive (Twitch's VOD track), sent as the OBS version in use sends it, so the platform
+/// sees what it sees without lossless streaming.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VodTrack {
+    /// Its encoder's output format (AAC).
+    pub audio: AudioSetup,
+    /// How it goes on the wire.
+    pub format: VodFormat,
+}
+
+/// How a [`VodTrack`] goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VodFormat {
+    /// Enhanced RTMP multitrack audio, track 1 (OBS 30.2 and later).
+    Multitrack,
+    /// `additionalMedia` script tags announced by `onExpectAdditionalMedia` (OBS 29 to 30.1).
+    AdditionalMedia,
 }
 
 /// The codec headers (encoder extra data) as the encoders know them now.
@@ -136,6 +161,10 @@ pub trait CodecHeaders: Send + 'static {
     fn video(&mut self) -> Option<Vec<u8>>;
     /// The audio encoder's extra data, if it has any now.
     fn audio(&mut self) -> Option<Vec<u8>>;
+    /// The VOD track's encoder's extra data (none by default: no VOD track).
+    fn vod_audio(&mut self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Told what happens to a stream. Must return quickly.

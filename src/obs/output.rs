@@ -31,13 +31,20 @@ use super::settings::{session_config, Destination, Sink, Source};
 use super::symbols::{connect_info, ConnectInfo};
 use super::version::Running;
 use crate::live::{
-    AudioSetup, CodecHeaders, End, Failure, LiveOutput, Observer, StopCode, StreamSetup, VideoSetup,
+    AudioSetup, CodecHeaders, End, Failure, LiveOutput, Observer, StopCode, StreamSetup,
+    VideoSetup, VodFormat, VodTrack,
 };
 use crate::media::VideoCodec;
 use crate::session::{
     Cause, CutoverKind, DynamicBitrate, SessionError, SessionEvent, SessionHandle,
 };
 use crate::transport::{IpFamily, LocalEnd};
+
+/// The output's audio index of the Twitch VOD track (OBS's frontend puts it there).
+const VOD_TRACK: u64 = 1;
+/// `OBS_OUTPUT_MULTI_TRACK` (29) / `OBS_OUTPUT_MULTI_TRACK_AUDIO` (30 and later): the same
+/// bit under two names, so spelled out.
+const MULTI_TRACK_AUDIO: u32 = 1 << 4;
 
 /// OBS's output handle, passed to the runtime thread for callbacks into OBS.
 #[derive(Clone, Copy)]
@@ -79,6 +86,7 @@ impl HeldEncoders {
         let encoders = [
             obs_output_get_video_encoder(output),
             obs_output_get_audio_encoder(output, 0),
+            obs_output_get_audio_encoder(output, VOD_TRACK),
         ];
         Self(
             encoders
@@ -244,6 +252,7 @@ impl Output {
             EncoderHeaders {
                 video: obs_output_get_video_encoder(self.output.0),
                 audio: obs_output_get_audio_encoder(self.output.0, 0),
+                vod: obs_output_get_audio_encoder(self.output.0, VOD_TRACK),
             }
         }
     }
@@ -254,6 +263,12 @@ impl Output {
         unsafe {
             let video = obs_output_get_video_encoder(self.output.0);
             let audio = obs_output_get_audio_encoder(self.output.0, 0);
+            let vod = obs_output_get_audio_encoder(self.output.0, VOD_TRACK);
+            let format = if Running::detect().has_multitrack_audio() {
+                VodFormat::Multitrack
+            } else {
+                VodFormat::AdditionalMedia
+            };
             Ok(StreamSetup {
                 video: if video.is_null() {
                     None
@@ -261,6 +276,10 @@ impl Output {
                     Some(video_setup(video)?)
                 },
                 audio: (!audio.is_null()).then(|| audio_setup(audio)),
+                vod: (!vod.is_null()).then(|| VodTrack {
+                    audio: audio_setup(vod),
+                    format,
+                }),
                 encoder: format!("obs-goaway {}", env!("CARGO_PKG_VERSION")),
             })
         }
@@ -309,6 +328,7 @@ unsafe fn extra_data(encoder: *mut obs_encoder_t) -> Vec<u8> {
 struct EncoderHeaders {
     video: *mut obs_encoder_t,
     audio: *mut obs_encoder_t,
+    vod: *mut obs_encoder_t,
 }
 
 // SAFETY: `obs_encoder_get_extra_data` may be called from any thread; the encoders are
@@ -332,6 +352,10 @@ impl CodecHeaders for EncoderHeaders {
 
     fn audio(&mut self) -> Option<Vec<u8>> {
         Self::read(self.audio)
+    }
+
+    fn vod_audio(&mut self) -> Option<Vec<u8>> {
+        Self::read(self.vod)
     }
 }
 
@@ -770,7 +794,9 @@ pub(crate) fn register(running: Running) {
     let registration = Box::leak(Registration::new(
         obs_output_info {
             id: cstr!("goaway_rtmp_output"),
-            flags: OBS_OUTPUT_AV | OBS_OUTPUT_ENCODED | OBS_OUTPUT_SERVICE,
+            // Several audio tracks: OBS adds the Twitch VOD track at audio index 1 only to
+            // outputs that take them.
+            flags: OBS_OUTPUT_AV | OBS_OUTPUT_ENCODED | OBS_OUTPUT_SERVICE | MULTI_TRACK_AUDIO,
             get_name: Some(get_name),
             create: Some(create),
             destroy: Some(destroy),
