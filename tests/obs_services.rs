@@ -173,13 +173,7 @@ fn figures(output: &'static str, tags: &[Tag], log: &str, fps: u32) -> Figures {
         .count();
     let additional_media = tags
         .iter()
-        .filter(|t| t.kind == TagKind::Script)
-        .filter(|t| {
-            Amf::decode_all(&t.data)
-                .ok()
-                .and_then(|v| v.first().cloned())
-                == Some(Amf::String("additionalMedia".into()))
-        })
+        .filter(|t| t.kind == TagKind::Script && t.data.starts_with(ADDITIONAL_MEDIA))
         .count();
     let vod_track = match (multitrack, additional_media) {
         (0, 0) => "none".to_owned(),
