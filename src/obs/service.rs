@@ -230,7 +230,7 @@ unsafe extern "C" fn get_supported_video_codecs(data: *mut c_void) -> *mut *cons
             .and_then(|s| s.wrapped.as_ref())
             .map(Wrapped::supported_video_codecs)
             .filter(|codecs| !codecs.is_null())
-            .unwrap_or(VIDEO_CODECS.0.as_ptr().cast_mut())
+            .unwrap_or_else(|| VIDEO_CODECS.0.as_ptr().cast_mut())
     })
 }
 
@@ -240,7 +240,7 @@ unsafe extern "C" fn get_supported_audio_codecs(data: *mut c_void) -> *mut *cons
             .and_then(|s| s.wrapped.as_ref())
             .map(Wrapped::supported_audio_codecs)
             .filter(|codecs| !codecs.is_null())
-            .unwrap_or(AUDIO_CODECS.0.as_ptr().cast_mut())
+            .unwrap_or_else(|| AUDIO_CODECS.0.as_ptr().cast_mut())
     })
 }
 
