@@ -72,6 +72,20 @@ fn output_dir() -> (PathBuf, Option<tempfile::TempDir>) {
     }
 }
 
+/// Opens a menu of OBS's main window (1280x720) with its mnemonic `key`, as a user does
+/// with Alt; returns the main window's id.
+fn open_menu(obs: &ObsRun, key: &str) -> String {
+    let main = obs
+        .wait_for_window("^OBS [0-9]", Duration::from_secs(30))
+        .expect("OBS's main window");
+    obs.xdotool(&["windowsize", &main, "1280", "720"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    obs.xdotool(&["windowfocus", "--sync", &main]);
+    obs.xdotool(&["key", &format!("alt+{key}")]);
+    std::thread::sleep(Duration::from_millis(800));
+    main
+}
+
 /// `tools_key`: the Tools menu's mnemonic in `language` (OBS's `&Tools`, `&Werkzeuge`).
 fn menu_and_dialog(version: ObsVersion, language: &str, tools_key: &str, dialog_title: &str) {
     version.require();
@@ -114,14 +128,7 @@ fn menu_and_dialog(version: ObsVersion, language: &str, tools_key: &str, dialog_
     });
     obs.wait_for_log("[obs-goaway] move: user-request", Duration::from_secs(15));
 
-    let main = obs
-        .wait_for_window("^OBS [0-9]", Duration::from_secs(30))
-        .expect("OBS's main window");
-    obs.xdotool(&["windowsize", &main, "1280", "720"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    obs.xdotool(&["windowfocus", "--sync", &main]);
-    obs.xdotool(&["key", &format!("alt+{tools_key}")]);
-    std::thread::sleep(Duration::from_millis(800));
+    let main = open_menu(&obs, tools_key);
     // The plugin's entry is the menu's last: Up from the opened menu selects it.
     obs.xdotool(&["key", "Up"]);
     std::thread::sleep(Duration::from_millis(500));
@@ -204,14 +211,7 @@ fn settings_stream_page(version: ObsVersion) {
         .plugin(PluginInstall::obs_goaway())
         .build();
     let obs = profile.start(OnStart::Idle);
-    let main = obs
-        .wait_for_window("^OBS [0-9]", Duration::from_secs(30))
-        .expect("OBS's main window");
-    obs.xdotool(&["windowsize", &main, "1280", "720"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    obs.xdotool(&["windowfocus", "--sync", &main]);
-    obs.xdotool(&["key", "alt+f"]);
-    std::thread::sleep(Duration::from_millis(800));
+    open_menu(&obs, "f");
     obs.xdotool(&["key", "s"]);
     let settings = obs
         .wait_for_window("^Settings$", Duration::from_secs(10))

@@ -2,10 +2,9 @@
 //!
 //! Each OBS callback is a thin shell (see `ffi::guard`) over a safe type that owns the
 //! state: `output` drives a [`crate::live::LiveOutput`], `service` wraps the profile's own
-//! service (`wrapped`),
-//! `dialog` is the Tools menu's settings dialog, `profile` turns the profile's stream
-//! service into ours and back (`conversion` has the rules), `websocket` answers
-//! obs-websocket vendor requests.
+//! service (a private instance of it: `wrapped`), `dialog` is the Tools menu's settings
+//! dialog, `profile` turns the profile's stream service into ours and back (`conversion`
+//! has the rules), `websocket` answers obs-websocket vendor requests.
 //! Nothing of OBS leaks below this module: the session sees packets and a configuration.
 //!
 //! Built against the oldest supported headers (libobs 29.0) and run on 29.0 through 32.x:

@@ -224,23 +224,39 @@ unsafe extern "C" fn get_output_type(_data: *mut c_void) -> *const c_char {
     cstr!("goaway_rtmp_output")
 }
 
+/// The wrapped service's codecs (`ask`), else (none wrapped, or no restriction) `ours`.
+///
+/// # Safety
+/// As [`service`].
+unsafe fn codecs(
+    data: *mut c_void,
+    ask: fn(&Wrapped) -> *mut *const c_char,
+    ours: *const *const c_char,
+) -> *mut *const c_char {
+    service(data)
+        .and_then(|s| s.wrapped.as_ref())
+        .map(ask)
+        .filter(|codecs| !codecs.is_null())
+        .unwrap_or_else(|| ours.cast_mut())
+}
+
 unsafe extern "C" fn get_supported_video_codecs(data: *mut c_void) -> *mut *const c_char {
     guard("get_supported_video_codecs", ptr::null_mut(), || {
-        service(data)
-            .and_then(|s| s.wrapped.as_ref())
-            .map(Wrapped::supported_video_codecs)
-            .filter(|codecs| !codecs.is_null())
-            .unwrap_or_else(|| VIDEO_CODECS.0.as_ptr().cast_mut())
+        codecs(
+            data,
+            Wrapped::supported_video_codecs,
+            VIDEO_CODECS.0.as_ptr(),
+        )
     })
 }
 
 unsafe extern "C" fn get_supported_audio_codecs(data: *mut c_void) -> *mut *const c_char {
     guard("get_supported_audio_codecs", ptr::null_mut(), || {
-        service(data)
-            .and_then(|s| s.wrapped.as_ref())
-            .map(Wrapped::supported_audio_codecs)
-            .filter(|codecs| !codecs.is_null())
-            .unwrap_or_else(|| AUDIO_CODECS.0.as_ptr().cast_mut())
+        codecs(
+            data,
+            Wrapped::supported_audio_codecs,
+            AUDIO_CODECS.0.as_ptr(),
+        )
     })
 }
 
