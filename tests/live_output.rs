@@ -569,7 +569,7 @@ fn a_configuration_that_cannot_be_made_ends_the_stream_saying_why() {
     let output = LiveOutput::new("live-test").unwrap();
     let caller = std::thread::current().id();
     let (tx, events) = mpsc::channel();
-    let handle = std::sync::Arc::new(obs_goaway::session::SessionHandle::default());
+    let handle = Arc::new(obs_goaway::session::SessionHandle::default());
     let configure = move || {
         assert_ne!(
             std::thread::current().id(),
