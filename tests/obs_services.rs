@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 const KEY_OWN: &str = "twitch-own-output-0001";
 const KEY_OURS: &str = "twitch-obs-goaway-0002";
 const KEY_RESTARTED: &str = "twitch-restarted-0003";
-const KEY_SAVED: &str = "twitch-saved-0004";
+const KEY_SAVED: &str = "custom-saved-0004";
 
 /// The video bitrate the profile asks for: above Twitch's cap (6000 kb/s), which OBS
 /// applies for the service.
@@ -365,17 +365,15 @@ fn wraps_the_profiles_service(version: ObsVersion) {
         .unwrap();
         stream(&mut ws, &ingest_b, KEY_RESTARTED, fps, false).await;
 
-        // The service replaced as Settings -> Stream saves it (Twitch, a server picked from
-        // the list instead of "auto"): ours wraps the new one. Not Custom: OBS 29.0 to 32.2
-        // release a reference they do not own to the VOD track's encoder when a stream
-        // service without a VOD track follows one with it (`clear_archive_encoder`), and
-        // crash when they quit, whatever the output.
-        let server_a = format!("rtmp://{}/app", ingest_a.local_addrs()[0]);
+        // The service replaced as Settings -> Stream saves it, with Custom: ours wraps the
+        // new one. Custom has no VOD track: OBS takes the VOD encoder off the output and
+        // releases a reference to it that it never took, which crashed OBS at exit until
+        // the output's own reference stood in for it.
+        let server_a = format!("rtmp://{}/live", ingest_a.local_addrs()[0]);
         ws.request(
             "SetStreamServiceSettings",
-            json!({"streamServiceType": "rtmp_common",
-                   "streamServiceSettings":
-                       {"service": "Twitch", "server": server_a, "key": KEY_SAVED}}),
+            json!({"streamServiceType": "rtmp_custom",
+                   "streamServiceSettings": {"server": server_a, "key": KEY_SAVED}}),
         )
         .await
         .unwrap();
@@ -397,7 +395,7 @@ fn wraps_the_profiles_service(version: ObsVersion) {
         };
         let settings = &wrapped["streamServiceSettings"];
         assert_eq!(settings["server"], server_a.as_str(), "{wrapped}");
-        assert_eq!(settings["goaway_wrapped_type"], "rtmp_common", "{wrapped}");
+        assert_eq!(settings["goaway_wrapped_type"], "rtmp_custom", "{wrapped}");
         stream(&mut ws, &ingest_a, KEY_SAVED, fps, false).await;
     });
     let exit = obs.stop();
@@ -414,8 +412,13 @@ fn wraps_the_profiles_service(version: ObsVersion) {
     );
     assert!(
         exit.log
-            .contains("wrapping the new \"rtmp_common\" service"),
+            .contains("wrapping the new \"rtmp_custom\" service"),
         "{version}: the replaced service was not wrapped\n{}",
+        exit.log
+    );
+    assert!(
+        exit.log.contains("ours stands in for it"),
+        "{version}: OBS did not take the VOD encoder off for Custom\n{}",
         exit.log
     );
     assert!(!exit.log.contains(KEY_SAVED) && !exit.log.contains(KEY_RESTARTED));

@@ -71,8 +71,29 @@ struct Output {
 /// exit (fixed in OBS 31 by outputs holding strong references themselves). Holding our
 /// own references makes every OBS version release the encoders only once the output is
 /// done with them.
-#[derive(Default)]
-struct HeldEncoders(Vec<*mut obs_encoder_t>);
+///
+/// The VOD track's encoder needs one more care: when the next stream's service has no VOD
+/// track, OBS's frontend (29.0 to 32.2, `clear_archive_encoder`) takes that encoder off
+/// the output and releases a reference to it that it never took. Ours then stands in for
+/// that release: it is kept, not released a second time, which would free the encoder
+/// under the frontend (a crash when OBS quits).
+struct HeldEncoders {
+    output: *mut obs_output_t,
+    /// Video and main audio.
+    encoders: Vec<*mut obs_encoder_t>,
+    /// The VOD track's (NULL: none).
+    vod: *mut obs_encoder_t,
+}
+
+impl Default for HeldEncoders {
+    fn default() -> Self {
+        Self {
+            output: ptr::null_mut(),
+            encoders: Vec::new(),
+            vod: ptr::null_mut(),
+        }
+    }
+}
 
 // SAFETY: encoder references are atomic counts; releasing one is safe on any thread.
 unsafe impl Send for HeldEncoders {}
@@ -81,28 +102,40 @@ impl HeldEncoders {
     /// References to `output`'s video and audio encoders.
     ///
     /// # Safety
-    /// `output` is a live output.
+    /// `output` is a live output, and still is whenever these are dropped.
     unsafe fn of(output: *mut obs_output_t) -> Self {
         let encoders = [
             obs_output_get_video_encoder(output),
             obs_output_get_audio_encoder(output, 0),
-            obs_output_get_audio_encoder(output, VOD_TRACK),
         ];
-        Self(
-            encoders
+        Self {
+            output,
+            encoders: encoders
                 .into_iter()
                 .map(|encoder| obs_encoder_get_ref(encoder))
                 .filter(|encoder| !encoder.is_null())
                 .collect(),
-        )
+            vod: obs_encoder_get_ref(obs_output_get_audio_encoder(output, VOD_TRACK)),
+        }
     }
 }
 
 impl Drop for HeldEncoders {
     fn drop(&mut self) {
-        for encoder in self.0.drain(..) {
+        for encoder in self.encoders.drain(..) {
             // SAFETY: each pointer holds one reference, taken in `of`.
             unsafe { obs_encoder_release(encoder) };
+        }
+        if self.vod.is_null() {
+            return;
+        }
+        // SAFETY: the output is live (see `of`); the VOD pointer holds one reference.
+        unsafe {
+            if obs_output_get_audio_encoder(self.output, VOD_TRACK).is_null() {
+                log::info!("OBS took the VOD track's encoder off the output and released a reference it never took (its clear_archive_encoder): ours stands in for it");
+            } else {
+                obs_encoder_release(self.vod);
+            }
         }
     }
 }
