@@ -278,6 +278,21 @@ mod tests {
     }
 
     #[test]
+    fn audio_tracks_sharing_timestamps_are_not_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rec = Recorder::create(dir.path(), "k").unwrap();
+        let t = Instant::now();
+        for ts in [0, 21, 43] {
+            rec.on_tag(1, Tag::audio(ts, Bytes::from_static(&[0xaf, 1, 0x21])), t)
+                .unwrap();
+            let vod = Bytes::from_static(b"\x95\x01mp4a\x01\x21");
+            rec.on_tag(1, Tag::audio(ts, vod), t).unwrap();
+        }
+        assert_eq!(rec.stats.duplicates, 0);
+        assert_eq!(rec.stats.frames_written, 6);
+    }
+
+    #[test]
     fn a_restarted_ingest_writes_a_new_file() {
         let dir = tempfile::tempdir().unwrap();
         let first = Recorder::create(dir.path(), "k").unwrap();
