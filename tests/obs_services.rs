@@ -122,6 +122,8 @@ struct Figures {
     keyframe_interval: f64,
     rate_control: String,
     bitrate: String,
+    /// x264's keyframe interval, in frames.
+    keyint: String,
     track0_frames: usize,
     vod_track: String,
     vod_frames: usize,
@@ -141,14 +143,14 @@ fn lost_in_gaps(mut timestamps: Vec<u32>, interval: f64) -> u64 {
         .sum()
 }
 
-/// The first value logged for `field` (obs-x264's "settings:" block) in `log`.
+/// The value last logged for `field` in obs-x264's "settings:" block (logged at each
+/// stream start, one tab-indented `field: value` a line) in `log`: the latest stream's,
+/// since OBS's log file comes last in it.
 fn logged(log: &str, field: &str) -> String {
     log.lines()
-        .find_map(|line| line.trim().split_once(field).map(|(_, v)| v))
-        .map_or_else(
-            || "?".into(),
-            |v| v.trim_start_matches(':').trim().to_owned(),
-        )
+        .rev()
+        .find_map(|line| line.rsplit('\t').next()?.strip_prefix(field))
+        .map_or_else(|| "?".into(), |value| value.trim().to_owned())
 }
 
 fn figures(output: &'static str, tags: &[Tag], log: &str, fps: u32) -> Figures {
@@ -191,8 +193,9 @@ fn figures(output: &'static str, tags: &[Tag], log: &str, fps: u32) -> Figures {
     Figures {
         output,
         keyframe_interval,
-        rate_control: logged(log, "rate_control"),
-        bitrate: logged(log, "bitrate"),
+        rate_control: logged(log, "rate_control:"),
+        bitrate: logged(log, "bitrate:"),
+        keyint: logged(log, "keyint:"),
         track0_frames,
         vod_track,
         vod_frames: vod.len(),
@@ -240,9 +243,8 @@ fn wraps_the_profiles_service(version: ObsVersion) {
 
     let (own_log, ours_log) = runtime.block_on(async {
         let mut ws = obs.websocket(Duration::from_secs(30)).await.unwrap();
-        let before = obs.log().len();
         stream(&mut ws, &ingest_a, KEY_OWN, fps, false).await;
-        let own_log = obs.log()[before..].to_owned();
+        let own_log = obs.log();
 
         ws.request(
             "SetStreamServiceSettings",
@@ -263,9 +265,8 @@ fn wraps_the_profiles_service(version: ObsVersion) {
             "the service's keys stay: {ours}"
         );
         assert_eq!(settings["server"], "auto", "resolved at each start: {ours}");
-        let before = obs.log().len();
         stream(&mut ws, &ingest_a, KEY_OURS, fps, true).await;
-        (own_log, obs.log()[before..].to_owned())
+        (own_log, obs.log())
     });
     let exit = obs.stop();
     exit.assert_clean("first run");
@@ -288,14 +289,15 @@ fn wraps_the_profiles_service(version: ObsVersion) {
         fps,
     );
     println!(
-        "| OBS | output | keyframe interval at the ingest | rate control | video bitrate | audio track 0 frames | VOD track | video / VOD frames lost |"
+        "| OBS | output | keyframe interval at the ingest (x264 keyint) | rate control | video bitrate | audio track 0 frames | VOD track | video / VOD frames lost |"
     );
     for f in [&own, &ours] {
         println!(
-            "| {} | {} | {:.1} s | {} | {} kb/s | {} | {} | {} / {} |",
+            "| {} | {} | {:.1} s ({} frames) | {} | {} kb/s | {} | {} | {} / {} |",
             version.version(),
             f.output,
             f.keyframe_interval,
+            f.keyint,
             f.rate_control,
             f.bitrate,
             f.track0_frames,
@@ -319,6 +321,8 @@ fn wraps_the_profiles_service(version: ObsVersion) {
         ours.bitrate, own.bitrate,
         "{version}: bitrate (Twitch's cap)"
     );
+    assert_eq!(own.bitrate, "6000", "{version}: OBS applied no cap");
+    assert_eq!(ours.keyint, own.keyint, "{version}: x264 keyint");
     assert_eq!(
         ours.video_lost_in_gaps, 0,
         "{version}: video lost across the move"
