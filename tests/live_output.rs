@@ -41,6 +41,7 @@ fn setup() -> StreamSetup {
             channels: 2,
             bitrate_kbps: 128,
         }),
+        vod: None,
         encoder: "live_output test".into(),
     }
 }
@@ -83,6 +84,7 @@ fn video_packet(index: u32, start: Instant, size: usize) -> EncodedPacket {
         timebase_den: 1000,
         keyframe: kind == Frame::I,
         sys_dts_usec: start.elapsed().as_micros() as i64,
+        track: 0,
     }
 }
 
@@ -105,6 +107,7 @@ fn audio_packet(index: u32, start: Instant) -> EncodedPacket {
         timebase_den: 1000,
         keyframe: false,
         sys_dts_usec: start.elapsed().as_micros() as i64,
+        track: 0,
     }
 }
 
@@ -553,6 +556,47 @@ fn a_stop_while_connecting_begins_no_capture() {
     assert_eq!(end, "ended: Abandoned { capture_began: false }", "{seen:?}");
     assert!(!seen.contains(&"publishing".to_string()), "{seen:?}");
     assert!(!output.stop(None));
+}
+
+/// Where to publish is found on the output's runtime; when it cannot be, the stream ends as
+/// a failure that says why, and the output can start again (OBS's listed services resolve
+/// their server there, not on OBS's UI thread).
+#[test]
+fn a_configuration_that_cannot_be_made_ends_the_stream_saying_why() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_ingest, url) = ingest(&runtime, &dir, "configured");
+    let output = LiveOutput::new("live-test").unwrap();
+    let caller = std::thread::current().id();
+    let (tx, events) = mpsc::channel();
+    let handle = Arc::new(obs_goaway::session::SessionHandle::default());
+    let configure = move || {
+        assert_ne!(
+            std::thread::current().id(),
+            caller,
+            "made on the caller's thread"
+        );
+        Err("no server for this service".to_string())
+    };
+    output
+        .start_configuring(handle, configure, setup(), None, Events(tx))
+        .unwrap();
+    let end = events
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the stream never ended");
+    assert!(
+        end.contains("Destination(\"no server for this service\")"),
+        "{end}"
+    );
+    let (tx, events) = mpsc::channel();
+    output
+        .start(SessionConfig::new(url), setup(), None, Events(tx))
+        .unwrap();
+    assert!(output.stop(Some(0)));
+    let end = events
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the second stream never ended");
+    assert!(end.starts_with("ended"), "{end}");
 }
 
 /// The packets the channel refused count for the stream they belong to, not the output's

@@ -72,6 +72,20 @@ fn output_dir() -> (PathBuf, Option<tempfile::TempDir>) {
     }
 }
 
+/// Opens a menu of OBS's main window (1280x720) with its mnemonic `key`, as a user does
+/// with Alt; returns the main window's id.
+fn open_menu(obs: &ObsRun, key: &str) -> String {
+    let main = obs
+        .wait_for_window("^OBS [0-9]", Duration::from_secs(30))
+        .expect("OBS's main window");
+    obs.xdotool(&["windowsize", &main, "1280", "720"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    obs.xdotool(&["windowfocus", "--sync", &main]);
+    obs.xdotool(&["key", &format!("alt+{key}")]);
+    std::thread::sleep(Duration::from_millis(800));
+    main
+}
+
 /// `tools_key`: the Tools menu's mnemonic in `language` (OBS's `&Tools`, `&Werkzeuge`).
 fn menu_and_dialog(version: ObsVersion, language: &str, tools_key: &str, dialog_title: &str) {
     version.require();
@@ -114,14 +128,7 @@ fn menu_and_dialog(version: ObsVersion, language: &str, tools_key: &str, dialog_
     });
     obs.wait_for_log("[obs-goaway] move: user-request", Duration::from_secs(15));
 
-    let main = obs
-        .wait_for_window("^OBS [0-9]", Duration::from_secs(30))
-        .expect("OBS's main window");
-    obs.xdotool(&["windowsize", &main, "1280", "720"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    obs.xdotool(&["windowfocus", "--sync", &main]);
-    obs.xdotool(&["key", &format!("alt+{tools_key}")]);
-    std::thread::sleep(Duration::from_millis(800));
+    let main = open_menu(&obs, tools_key);
     // The plugin's entry is the menu's last: Up from the opened menu selects it.
     obs.xdotool(&["key", "Up"]);
     std::thread::sleep(Duration::from_millis(500));
@@ -185,6 +192,65 @@ fn menu_and_dialog(version: ObsVersion, language: &str, tools_key: &str, dialog_
         !exit.log.contains(SCENARIO_KEY),
         "{version}: the key is in the log"
     );
+}
+
+/// OBS's Settings -> Stream page with lossless streaming on for a profile on the listed
+/// Twitch service: the page shows that service (its server and key), not a placeholder.
+/// Opened from the File menu with the keyboard (`&File`, `&Settings`, then the page list's
+/// second entry); Escape cancels, and lossless streaming is still on.
+fn settings_stream_page(version: ObsVersion) {
+    version.require();
+    let (dir, _keep) = output_dir();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let profile = ProfileBuilder::new(version)
+        .service(json!({"type": "goaway_rtmp_service",
+                        "settings": {"goaway_wrapped_type": "rtmp_common", "service": "Twitch",
+                                     "server": "auto", "key": SCENARIO_KEY}}))
+        .websocket(free_port())
+        .video(640, 360, 30)
+        .plugin(PluginInstall::obs_goaway())
+        .build();
+    let obs = profile.start(OnStart::Idle);
+    open_menu(&obs, "f");
+    obs.xdotool(&["key", "s"]);
+    let settings = obs
+        .wait_for_window("^Settings$", Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("{version}: no Settings window\n{}", obs.log()));
+    obs.xdotool(&["windowmove", &settings, "0", "0"]);
+    obs.xdotool(&["windowfocus", "--sync", &settings]);
+    // The page list has the focus, on General: Stream is next.
+    obs.xdotool(&["key", "Down"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let area = geometry(&obs, &settings);
+    shot(
+        &obs,
+        area,
+        &dir.join(format!("obs-{}-en-US-settings-stream.png", version.major())),
+    );
+    obs.xdotool(&["key", "Escape"]);
+    std::thread::sleep(Duration::from_millis(500));
+    runtime.block_on(async {
+        let mut ws = obs.websocket(Duration::from_secs(30)).await.unwrap();
+        let service = ws
+            .request("GetStreamServiceSettings", Value::Null)
+            .await
+            .unwrap();
+        assert_eq!(
+            service["streamServiceType"], "goaway_rtmp_service",
+            "{version}: looking at Settings -> Stream changed the service: {service}"
+        );
+    });
+    let exit = obs.stop();
+    exit.assert_clean("Settings -> Stream opened and cancelled");
+    assert!(
+        !exit.log.contains(SCENARIO_KEY),
+        "{version}: the key is in the log"
+    );
+}
+
+#[test]
+fn obs_29_settings_stream_page_shows_the_wrapped_service() {
+    settings_stream_page(ObsVersion::Host);
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::media::flv::FlvWriter;
-use crate::media::{Tag, TagKind};
+use crate::media::{Slot, Tag};
 
 /// What the ingest saw of one stream key.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -52,8 +52,11 @@ pub(crate) struct Recorder {
     current: Option<u64>,
     /// Newer connections' tags, held until the older ones end.
     waiting: BTreeMap<u64, Pending>,
-    last_dts: [Option<u32>; 2],
-    last_headers: [Option<Tag>; 3],
+    /// The last frame's timestamp written per slot (video, each audio track): a frame at or
+    /// before it is a duplicate. Per slot, since tracks share timestamps.
+    last_dts: BTreeMap<Slot, u32>,
+    /// The last header written per slot: each new connection repeats them.
+    last_headers: BTreeMap<Slot, Tag>,
     /// When the last written frame was available (latest arrival so far, in stream order).
     available: Option<Instant>,
     /// A new connection took over: its first frame marks a cutover.
@@ -111,8 +114,8 @@ impl Recorder {
             writer: FlvWriter::new(file)?,
             current: None,
             waiting: BTreeMap::new(),
-            last_dts: [None; 2],
-            last_headers: [None, None, None],
+            last_dts: BTreeMap::new(),
+            last_headers: BTreeMap::new(),
             available: None,
             fresh: true,
             seen: Vec::new(),
@@ -177,18 +180,22 @@ impl Recorder {
 
     fn write(&mut self, tag: Tag, arrival: Instant) -> io::Result<()> {
         if tag.is_frame() {
-            let track = usize::from(tag.kind == TagKind::Video);
+            let slot = tag.slot();
             if self.fresh {
                 self.fresh = false;
                 if self.stats.frames_written > 0 {
                     self.stats.cutovers.push(tag.timestamp);
                 }
             }
-            if self.last_dts[track].is_some_and(|last| tag.timestamp <= last) {
+            if self
+                .last_dts
+                .get(&slot)
+                .is_some_and(|&last| tag.timestamp <= last)
+            {
                 self.stats.duplicates += 1;
                 return Ok(());
             }
-            self.last_dts[track] = Some(tag.timestamp);
+            self.last_dts.insert(slot, tag.timestamp);
             let available = self.available.map_or(arrival, |a| a.max(arrival));
             if let Some(previous) = self.available {
                 self.stats.largest_gap = self.stats.largest_gap.max(available - previous);
@@ -196,18 +203,15 @@ impl Recorder {
             self.available = Some(available);
             self.stats.frames_written += 1;
         } else {
-            let slot = match tag.kind {
-                TagKind::Script => 0,
-                TagKind::Video => 1,
-                TagKind::Audio => 2,
-            };
-            if self.last_headers[slot]
-                .as_ref()
+            let slot = tag.slot();
+            if self
+                .last_headers
+                .get(&slot)
                 .is_some_and(|h| h.data == tag.data)
             {
                 return Ok(());
             }
-            self.last_headers[slot] = Some(tag.clone());
+            self.last_headers.insert(slot, tag.clone());
         }
         self.writer.write_tag(&tag)
     }
@@ -271,6 +275,21 @@ mod tests {
         }
         assert_eq!(rec.stats.duplicates, 3);
         assert_eq!(rec.stats.frames_written, 4);
+    }
+
+    #[test]
+    fn audio_tracks_sharing_timestamps_are_not_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rec = Recorder::create(dir.path(), "k").unwrap();
+        let t = Instant::now();
+        for ts in [0, 21, 43] {
+            rec.on_tag(1, Tag::audio(ts, Bytes::from_static(&[0xaf, 1, 0x21])), t)
+                .unwrap();
+            let vod = Bytes::from_static(b"\x95\x01mp4a\x01\x21");
+            rec.on_tag(1, Tag::audio(ts, vod), t).unwrap();
+        }
+        assert_eq!(rec.stats.duplicates, 0);
+        assert_eq!(rec.stats.frames_written, 6);
     }
 
     #[test]

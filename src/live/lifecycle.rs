@@ -65,6 +65,8 @@ pub enum Outcome {
     /// Stopped at once (forced stop, a stop before anything was published, a drain that
     /// took too long).
     Abandoned,
+    /// The stream's configuration could not be made (where to publish: why).
+    Unconfigured(String),
 }
 
 /// Why a stream failed.
@@ -78,6 +80,8 @@ pub enum Failure {
     CaptureRefused,
     /// The session failed.
     Session(SessionError),
+    /// Where to publish could not be found out (why).
+    Destination(String),
 }
 
 /// The stop code OBS hears (OBS's `OBS_OUTPUT_*` values, named; never "disconnected").
@@ -101,6 +105,7 @@ impl Failure {
         match self {
             Self::Encoder => StopCode::EncodeError,
             Self::Internal(_) | Self::CaptureRefused => StopCode::Error,
+            Self::Destination(_) => StopCode::ConnectFailed,
             Self::Session(error) if is_refusal(error) => StopCode::InvalidStream,
             Self::Session(SessionError::Connect(_)) => StopCode::ConnectFailed,
             Self::Session(SessionError::Fatal(_)) if !published => StopCode::ConnectFailed,
@@ -326,6 +331,7 @@ impl Lifecycle {
         let failure = match (self.failure.take(), outcome) {
             (Some(failure), _) => failure,
             (None, Outcome::Failed(error)) => Failure::Session(error),
+            (None, Outcome::Unconfigured(message)) => Failure::Destination(message),
             (None, Outcome::Stopped(report)) => {
                 return Some(End::Stopped {
                     report,

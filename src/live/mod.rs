@@ -66,6 +66,9 @@ pub struct EncodedPacket {
     pub keyframe: bool,
     /// System time (µs) of the packet's dts: what a stop request is expressed in.
     pub sys_dts_usec: i64,
+    /// The output's audio track: 0 the main one, 1 the VOD track ([`StreamSetup::vod`]);
+    /// 0 for video.
+    pub track: u8,
 }
 
 impl EncodedPacket {
@@ -122,8 +125,30 @@ pub struct StreamSetup {
     pub video: Option<VideoSetup>,
     /// Audio, if any.
     pub audio: Option<AudioSetup>,
+    /// A second audio track (Twitch's VOD track), if the stream has one.
+    pub vod: Option<VodTrack>,
     /// The `encoder` field of `onMetaData`.
     pub encoder: String,
+}
+
+/// The stream's second audio track: a soundtrack without the music a platform may not
+/// archive (Twitch's VOD track), sent as the OBS version in use sends it, so the platform
+/// sees what it sees without lossless streaming.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VodTrack {
+    /// Its encoder's output format (AAC).
+    pub audio: AudioSetup,
+    /// How it goes on the wire.
+    pub format: VodFormat,
+}
+
+/// How a [`VodTrack`] goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VodFormat {
+    /// Enhanced RTMP multitrack audio, track 1 (OBS 30.2 and later).
+    Multitrack,
+    /// `additionalMedia` script tags announced by `onExpectAdditionalMedia` (OBS 29 to 30.1).
+    AdditionalMedia,
 }
 
 /// The codec headers (encoder extra data) as the encoders know them now.
@@ -136,6 +161,10 @@ pub trait CodecHeaders: Send + 'static {
     fn video(&mut self) -> Option<Vec<u8>>;
     /// The audio encoder's extra data, if it has any now.
     fn audio(&mut self) -> Option<Vec<u8>>;
+    /// The VOD track's encoder's extra data (none by default: no VOD track).
+    fn vod_audio(&mut self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Told what happens to a stream. Must return quickly.
@@ -353,7 +382,24 @@ impl LiveOutput {
     /// setup's are used).
     pub fn start(
         &self,
-        mut config: SessionConfig,
+        config: SessionConfig,
+        setup: StreamSetup,
+        headers: Option<Box<dyn CodecHeaders>>,
+        observer: impl Observer,
+    ) -> io::Result<()> {
+        let handle = Arc::clone(&config.handle);
+        self.start_configuring(handle, move || Ok(config), setup, headers, observer)
+    }
+
+    /// [`LiveOutput::start`] with the configuration made by `configure` on the output's
+    /// runtime, just before connecting, not on the caller's thread: finding out where to
+    /// publish may take seconds (OBS's listed Twitch service refreshes its ingest list
+    /// then), and the caller may be a UI thread. An error ends the stream, saying why.
+    /// `handle` is the one the configuration carries.
+    pub fn start_configuring(
+        &self,
+        handle: Arc<SessionHandle>,
+        configure: impl FnOnce() -> Result<SessionConfig, String> + Send + 'static,
         setup: StreamSetup,
         headers: Option<Box<dyn CodecHeaders>>,
         observer: impl Observer,
@@ -370,13 +416,20 @@ impl LiveOutput {
         while packets.try_recv().is_some() {}
         self.refused.store(0, Ordering::Relaxed);
         let stop = Arc::new(StopSignal::new());
-        config.live_source = true;
-        config.link.queue = QueueLimits::LIVE;
-        if let Some(video) = &setup.video {
-            if video.codec != VideoCodec::H264 {
-                config.link.fourcc_list = vec![video.codec.fourcc().to_string()];
+        let fourcc = setup
+            .video
+            .as_ref()
+            .filter(|video| video.codec != VideoCodec::H264)
+            .map(|video| video.codec.fourcc().to_string());
+        let configure = move || {
+            let mut config = configure()?;
+            config.live_source = true;
+            config.link.queue = QueueLimits::LIVE;
+            if let Some(fourcc) = fourcc {
+                config.link.fourcc_list = vec![fourcc];
             }
-        }
+            Ok(config)
+        };
         let input = LiveInput {
             packets,
             packager: Packager::new(setup, headers),
@@ -385,8 +438,7 @@ impl LiveOutput {
             ended: false,
         };
         *self.shared.observer() = Some(Box::new(observer));
-        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Arc::clone(&config.handle));
+        *self.handle.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
         {
             let mut state = self.shared.state();
             let stream = Stream {
@@ -395,7 +447,22 @@ impl LiveOutput {
             stream.apply(state.lifecycle.spawned());
             state.stream = Some(stream);
         }
-        let task = runtime.spawn(run_stream(config, input, stop, Arc::clone(&self.shared)));
+        let shared_for_task = Arc::clone(&self.shared);
+        let task = runtime.spawn(async move {
+            let config = match tokio::task::spawn_blocking(configure).await {
+                Ok(Ok(config)) => config,
+                Ok(Err(message)) => return Outcome::Unconfigured(message),
+                Err(error) => {
+                    return Outcome::Unconfigured(format!(
+                        "making the configuration failed: {error}"
+                    ))
+                }
+            };
+            if stop.at() == StopSignal::NOW {
+                return Outcome::Abandoned;
+            }
+            run_stream(config, input, stop, shared_for_task).await
+        });
         let shared = Arc::clone(&self.shared);
         runtime.spawn(async move {
             match task.await {

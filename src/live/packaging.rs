@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::{CodecHeaders, EncodedPacket, MediaKind, StreamSetup};
+use super::{CodecHeaders, EncodedPacket, MediaKind, StreamSetup, VodFormat};
 use crate::media::{packager, Tag, TagKind, VideoCodec};
 use crate::protocol::amf0::{self, Value};
 
@@ -56,7 +56,14 @@ impl Packager {
                 ));
             }
             (MediaKind::Video, None) => {}
-            (MediaKind::Audio, _) => out.push_back(packager::audio_frame(&packet.data, dts)),
+            (MediaKind::Audio, _) if packet.track == 0 => {
+                out.push_back(packager::audio_frame(&packet.data, dts));
+            }
+            (MediaKind::Audio, _) => {
+                if let Some(vod) = &self.setup.vod {
+                    out.push_back(vod_tag(vod.format, &packet.data, dts, false));
+                }
+            }
         }
     }
 
@@ -68,12 +75,22 @@ impl Packager {
             if let (Some(audio), Some(data)) = (&mut self.setup.audio, source.audio()) {
                 audio.extradata = data;
             }
+            if let (Some(vod), Some(data)) = (&mut self.setup.vod, source.vod_audio()) {
+                vod.audio.extradata = data;
+            }
         }
         out.push_back(Tag {
             kind: TagKind::Script,
             timestamp: 0,
             data: self.metadata(),
         });
+        if self.setup.vod.as_ref().map(|vod| vod.format) == Some(VodFormat::AdditionalMedia) {
+            out.push_back(Tag {
+                kind: TagKind::Script,
+                timestamp: 0,
+                data: expect_additional_media(),
+            });
+        }
         if let Some(video) = &self.setup.video {
             match packager::video_sequence_header(video.codec, &video.extradata, 0) {
                 Ok(tag) => out.push_back(tag),
@@ -83,6 +100,9 @@ impl Packager {
         }
         if let Some(audio) = &self.setup.audio {
             out.push_back(packager::audio_sequence_header(&audio.extradata, 0));
+        }
+        if let Some(vod) = &self.setup.vod {
+            out.push_back(vod_tag(vod.format, &vod.audio.extradata, 0, true));
         }
     }
 
@@ -117,6 +137,52 @@ impl Packager {
     }
 }
 
+/// One packet of the VOD track (`header`: its AudioSpecificConfig), as `format` has it.
+fn vod_tag(format: VodFormat, payload: &[u8], dts: i64, header: bool) -> Tag {
+    match format {
+        VodFormat::Multitrack => packager::multitrack_audio(1, payload, dts, header),
+        VodFormat::AdditionalMedia => packager::additional_media(payload, dts, header),
+    }
+}
+
+/// OBS 29's announcement of its VOD track, sent after `onMetaData`: one additional audio
+/// stream, "stream0", labelled as narration (PNAR) next to the main audio (PRM), for
+/// archiving.
+fn expect_additional_media() -> Bytes {
+    let object = |fields: Vec<(&str, Value)>| {
+        Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    };
+    let label = |content_type: &str| {
+        object(vec![(
+            "contentType",
+            Value::String(content_type.to_owned()),
+        )])
+    };
+    Bytes::from(amf0::encode_all(&[
+        Value::String("onExpectAdditionalMedia".into()),
+        object(vec![
+            (
+                "processingIntents",
+                Value::StrictArray(vec![Value::String("ArchiveProgramNarrationAudio".into())]),
+            ),
+            (
+                "additionalMedia",
+                object(vec![(
+                    "stream0",
+                    object(vec![
+                        ("type", Value::Number(8.0)),
+                        ("mediaLabels", label("PNAR")),
+                    ]),
+                )]),
+            ),
+            (
+                "defaultMedia",
+                object(vec![("audio", object(vec![("mediaLabels", label("PRM"))]))]),
+            ),
+        ]),
+    ]))
+}
+
 /// `videocodecid`: 7 for H.264, the FourCC as a number for Enhanced RTMP codecs.
 fn codec_id(codec: VideoCodec) -> f64 {
     match codec {
@@ -132,6 +198,7 @@ fn codec_id(codec: VideoCodec) -> f64 {
 mod tests {
     use super::*;
     use crate::live::{AudioSetup, VideoSetup};
+    use crate::media::Slot;
 
     const SPS_PPS: &[u8] = &[
         0, 0, 0, 1, 0x67, 0x4d, 0x40, 0x1e, 0xe8, 0x80, 0, 0, 0, 1, 0x68, 0xeb, 0xef, 0x20,
@@ -153,6 +220,7 @@ mod tests {
                 channels: 2,
                 bitrate_kbps: 128,
             }),
+            vod: None,
             encoder: "test".into(),
         }
     }
@@ -167,6 +235,7 @@ mod tests {
             timebase_den: 30,
             keyframe,
             sys_dts_usec: 0,
+            track: 0,
         }
     }
 
@@ -208,6 +277,40 @@ mod tests {
         assert_eq!(out[0].kind, TagKind::Audio);
         assert_eq!(out[1].timestamp, 33);
         assert!(!out[1].is_keyframe());
+    }
+
+    #[test]
+    fn the_vod_track_goes_as_this_obs_version_sends_it() {
+        for (format, expected) in [
+            (VodFormat::Multitrack, TagKind::Audio),
+            (VodFormat::AdditionalMedia, TagKind::Script),
+        ] {
+            let mut setup = setup();
+            setup.vod = Some(crate::live::VodTrack {
+                audio: setup.audio.clone().unwrap(),
+                format,
+            });
+            let mut packager = Packager::new(setup, None);
+            let mut out = VecDeque::new();
+            packager.package(&packet(MediaKind::Video, 0, 0, true), &mut out);
+            let headers: Vec<_> = out.iter().map(Tag::slot).collect();
+            let announced = format == VodFormat::AdditionalMedia;
+            assert_eq!(
+                headers.contains(&Slot::AdditionalMediaAnnouncement),
+                announced
+            );
+            assert!(
+                headers.contains(&Slot::Audio(1)),
+                "{format:?}: no VOD header"
+            );
+            out.clear();
+            let mut vod = packet(MediaKind::Audio, 30, 30, true);
+            vod.track = 1;
+            packager.package(&vod, &mut out);
+            assert_eq!(out[0].kind, expected);
+            assert!(out[0].is_frame() && out[0].slot() == Slot::Audio(1));
+            assert_eq!(out[0].timestamp, 1000);
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod tag;
 use thiserror::Error;
 
 pub use packager::VideoCodec;
-pub use tag::{Tag, TagKind};
+pub use tag::{Slot, Tag, TagKind, ADDITIONAL_MEDIA};
 
 /// Why encoder output could not be packaged.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -3,7 +3,8 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{aac, annexb, av1, avc, hevc, MediaError, Tag};
+use super::tag::{ADDITIONAL_MEDIA, ADDITIONAL_MEDIA_OBJECT};
+use super::{aac, annexb, av1, avc, hevc, MediaError, Tag, TagKind};
 
 /// Video codecs the publisher can package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -125,9 +126,106 @@ pub fn audio_frame(data: &[u8], dts_ms: i64) -> Tag {
     Tag::audio(rtmp_time(dts_ms), aac::frame(data))
 }
 
+/// An AAC packet of audio track `track` (1 and up) as Enhanced RTMP multitrack audio (one
+/// track, FourCC `mp4a`), as OBS 30.2 and later send their extra audio tracks:
+/// `sequence_start` for the AudioSpecificConfig, else one raw frame.
+pub fn multitrack_audio(track: u8, payload: &[u8], dts_ms: i64, sequence_start: bool) -> Tag {
+    const EX_HEADER_MULTITRACK: u8 = 0x90 | 5;
+    let mut data = BytesMut::with_capacity(payload.len() + 7);
+    // ExHeader with AudioPacketType.Multitrack, then OneTrack (0x00) with the track's own
+    // packet type: SequenceStart 0 or CodedFrames 1.
+    data.put_u8(EX_HEADER_MULTITRACK);
+    data.put_u8(u8::from(!sequence_start));
+    data.put_slice(b"mp4a");
+    data.put_u8(track);
+    data.put_slice(payload);
+    Tag::audio(rtmp_time(dts_ms), data.freeze())
+}
+
+/// An AAC packet of OBS 29's additional audio stream (its Twitch VOD track) as that
+/// version's own output sends it: an `additionalMedia` script tag,
+/// `{id: "stream0", media: <AMF3 ByteArray of the AAC tag body>}`.
+pub fn additional_media(payload: &[u8], dts_ms: i64, sequence_header: bool) -> Tag {
+    let body_len = payload.len() + 2;
+    let mut data = BytesMut::with_capacity(body_len + 48);
+    data.put_slice(ADDITIONAL_MEDIA);
+    data.put_slice(ADDITIONAL_MEDIA_OBJECT);
+    put_u29(
+        &mut data,
+        (u32::try_from(body_len).unwrap_or(U29_MAX >> 1) << 1) | 1,
+    );
+    data.put_u8(0xaf);
+    data.put_u8(u8::from(!sequence_header));
+    data.put_slice(payload);
+    // AMF0 object end.
+    data.put_slice(&[0, 0, 9]);
+    Tag {
+        kind: TagKind::Script,
+        timestamp: rtmp_time(dts_ms),
+        data: data.freeze(),
+    }
+}
+
+/// The largest AMF3 U29 value.
+const U29_MAX: u32 = (1 << 29) - 1;
+
+/// An AMF3 U29: seven bits a byte with a continuation bit, eight in a fourth byte.
+fn put_u29(out: &mut BytesMut, value: u32) {
+    let value = value.min(U29_MAX);
+    match value {
+        0..=0x7f => out.put_u8(value as u8),
+        0x80..=0x3fff => out.put_slice(&[0x80 | (value >> 7) as u8, (value & 0x7f) as u8]),
+        0x4000..=0x1f_ffff => out.put_slice(&[
+            0x80 | (value >> 14) as u8,
+            0x80 | ((value >> 7) & 0x7f) as u8,
+            (value & 0x7f) as u8,
+        ]),
+        _ => out.put_slice(&[
+            0x80 | (value >> 22) as u8,
+            0x80 | ((value >> 15) & 0x7f) as u8,
+            0x80 | ((value >> 8) & 0x7f) as u8,
+            (value & 0xff) as u8,
+        ]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::Slot;
+
+    #[test]
+    fn extra_audio_tracks_are_packaged_per_obs_version() {
+        let header = multitrack_audio(1, &[0x12, 0x10], 0, true);
+        assert_eq!(&header.data[..], b"\x95\x00mp4a\x01\x12\x10");
+        assert!(header.is_sequence_header() && header.slot() == Slot::Audio(1));
+        let frame = multitrack_audio(1, &[0x21; 300], 40, false);
+        assert!(frame.is_frame() && frame.timestamp == 40);
+        let frame = additional_media(&[0x21; 300], 40, false);
+        assert!(frame.is_frame() && frame.slot() == Slot::Audio(1));
+        // 302 bytes: U29 (302 << 1 | 1) = 0x25d in two bytes.
+        let length_at = ADDITIONAL_MEDIA.len() + ADDITIONAL_MEDIA_OBJECT.len();
+        assert_eq!(
+            &frame.data[length_at..length_at + 4],
+            &[0x84, 0x5d, 0xaf, 1]
+        );
+        assert!(frame.data.ends_with(&[0x21, 0, 0, 9]));
+        assert!(additional_media(&[0x12, 0x10], 0, true).is_sequence_header());
+    }
+
+    #[test]
+    fn u29_takes_one_to_four_bytes() {
+        for (value, bytes) in [
+            (0x7f, &[0x7f][..]),
+            (0x80, &[0x81, 0x00]),
+            (0x4000, &[0x81, 0x80, 0x00]),
+            (0x20_0000, &[0x80, 0xc0, 0x80, 0x00]),
+        ] {
+            let mut out = BytesMut::new();
+            put_u29(&mut out, value);
+            assert_eq!(&out[..], bytes, "{value:#x}");
+        }
+    }
 
     #[test]
     fn h264_frames_carry_composition_time_and_lengths() {

@@ -59,6 +59,36 @@ const LEGACY_HEVC: u8 = 12;
 /// AAC sound format and the Enhanced RTMP audio ExHeader marker.
 const AAC: u8 = 10;
 const EX_AUDIO: u8 = 9;
+/// Enhanced RTMP AudioPacketType.Multitrack: the packet type of the track follows.
+const EX_AUDIO_MULTITRACK: u8 = 5;
+/// Where a one-track multitrack audio tag names its track: after the two type bytes and
+/// the FourCC.
+const MULTITRACK_TRACK_ID: usize = 6;
+
+/// How OBS 29's `additionalMedia` script tags start (the AMF0 string naming them): its
+/// Twitch VOD track, one AAC tag body per tag.
+pub const ADDITIONAL_MEDIA: &[u8] = b"\x02\x00\x0fadditionalMedia";
+/// What follows [`ADDITIONAL_MEDIA`] up to the AAC tag body's length: `{id: "stream0",
+/// media: <AMF3 ByteArray>`.
+pub(crate) const ADDITIONAL_MEDIA_OBJECT: &[u8] =
+    b"\x03\x00\x02id\x02\x00\x07stream0\x00\x05media\x11\x0c";
+/// How OBS 29's announcement of its additional media starts (`onExpectAdditionalMedia`).
+const EXPECT_ADDITIONAL_MEDIA: &[u8] = b"\x02\x00\x17onExpectAdditionalMedia";
+
+/// Which elementary stream of the FLV stream a tag belongs to: a new connection needs the
+/// header of each, and frames are in order within each. Ordered as headers are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Slot {
+    /// `onMetaData` (and any other script data).
+    Metadata,
+    /// OBS 29's `onExpectAdditionalMedia`, announcing its VOD track.
+    AdditionalMediaAnnouncement,
+    /// The video.
+    Video,
+    /// Audio track `n`: 0 the main track; others Enhanced RTMP multitrack audio, or OBS 29's
+    /// `additionalMedia` (track 1, the Twitch VOD track).
+    Audio(u8),
+}
 
 impl Tag {
     /// A video tag.
@@ -85,7 +115,7 @@ impl Tag {
     }
 
     /// Whether this is a codec configuration record (AVC/HEVC/AV1 config, AAC
-    /// AudioSpecificConfig) that a decoder needs before any frame.
+    /// AudioSpecificConfig, on any audio track) that a decoder needs before any frame.
     pub fn is_sequence_header(&self) -> bool {
         match self.kind {
             TagKind::Video => matches!(
@@ -93,7 +123,29 @@ impl Tag {
                 Some(EX_SEQUENCE_START | EX_MPEG2TS_SEQUENCE_START)
             ),
             TagKind::Audio => self.audio_packet_type() == Some(0),
-            TagKind::Script => false,
+            TagKind::Script => self.additional_media_packet_type() == Some(0),
+        }
+    }
+
+    /// The elementary stream this tag belongs to.
+    pub fn slot(&self) -> Slot {
+        match self.kind {
+            TagKind::Video => Slot::Video,
+            TagKind::Audio => Slot::Audio(self.audio_track()),
+            TagKind::Script if self.data.starts_with(ADDITIONAL_MEDIA) => Slot::Audio(1),
+            TagKind::Script if self.data.starts_with(EXPECT_ADDITIONAL_MEDIA) => {
+                Slot::AdditionalMediaAnnouncement
+            }
+            TagKind::Script => Slot::Metadata,
+        }
+    }
+
+    /// Whether a new connection needs this tag before any frame: the latest of each slot's
+    /// (script data, codec configuration records).
+    pub fn is_header(&self) -> bool {
+        match self.kind {
+            TagKind::Script => !self.is_frame(),
+            _ => self.is_sequence_header(),
         }
     }
 
@@ -111,7 +163,7 @@ impl Tag {
                 Some(kind) => kind == 1,
                 None => !self.data.is_empty(),
             },
-            TagKind::Script => false,
+            TagKind::Script => self.additional_media_packet_type() == Some(1),
         }
     }
 
@@ -143,11 +195,35 @@ impl Tag {
 
     fn audio_packet_type(&self) -> Option<u8> {
         let first = *self.data.first()?;
-        match first >> 4 {
-            AAC => self.data.get(1).copied(),
-            EX_AUDIO => Some(first & 0x0f),
+        match (first >> 4, first & 0x0f) {
+            (AAC, _) => self.data.get(1).copied(),
+            (EX_AUDIO, EX_AUDIO_MULTITRACK) => Some(self.data.get(1)? & 0x0f),
+            (EX_AUDIO, packet_type) => Some(packet_type),
             _ => None,
         }
+    }
+
+    /// The audio track: the multitrack track id, 0 for plain audio.
+    fn audio_track(&self) -> u8 {
+        match self.data.first() {
+            Some(&first) if first >> 4 == EX_AUDIO && first & 0x0f == EX_AUDIO_MULTITRACK => {
+                self.data.get(MULTITRACK_TRACK_ID).copied().unwrap_or(0)
+            }
+            _ => 0,
+        }
+    }
+
+    /// The AAC packet type of an OBS 29 `additionalMedia` tag (0 header, 1 frame).
+    fn additional_media_packet_type(&self) -> Option<u8> {
+        let rest = self
+            .data
+            .strip_prefix(ADDITIONAL_MEDIA)?
+            .strip_prefix(ADDITIONAL_MEDIA_OBJECT)?;
+        // The ByteArray's length: an AMF3 U29, one to four bytes, the first three with
+        // their high bit set when more follow.
+        let continued = rest.iter().take(3).take_while(|&&b| b & 0x80 != 0).count();
+        let body = rest.get(continued + 1..)?;
+        (*body.first()? >> 4 == AAC).then_some(*body.get(1)?)
     }
 }
 
@@ -176,6 +252,47 @@ mod tests {
         assert!(video(b"\xa3av01").is_frame());
         assert!(!video(b"\xa3av01").is_keyframe());
         assert!(!video(b"\x94hvc1").is_frame(), "metadata packet");
+    }
+
+    #[test]
+    fn classifies_multitrack_audio_by_track() {
+        let header = Tag::audio(0, Bytes::from_static(b"\x95\x00mp4a\x01\x12\x10"));
+        let frame = Tag::audio(0, Bytes::from_static(b"\x95\x01mp4a\x01\x21"));
+        assert!(header.is_sequence_header() && header.is_header());
+        assert!(frame.is_frame() && !frame.is_header());
+        assert_eq!(frame.slot(), Slot::Audio(1));
+        assert_eq!(
+            Tag::audio(0, Bytes::from_static(&[0xaf, 1, 0x21])).slot(),
+            Slot::Audio(0)
+        );
+    }
+
+    #[test]
+    fn classifies_obs_29_additional_media() {
+        let mut body = ADDITIONAL_MEDIA.to_vec();
+        body.extend_from_slice(ADDITIONAL_MEDIA_OBJECT);
+        // A 200-byte ByteArray: U29 (200 << 1 | 1) takes two bytes.
+        body.extend_from_slice(&[0x83, 0x11, 0xaf, 1, 0x21, 0, 0, 9]);
+        let frame = Tag {
+            kind: TagKind::Script,
+            timestamp: 0,
+            data: body.into(),
+        };
+        assert!(frame.is_frame() && !frame.is_header());
+        assert_eq!(frame.slot(), Slot::Audio(1));
+        let announcement = Tag {
+            kind: TagKind::Script,
+            timestamp: 0,
+            data: Bytes::from_static(b"\x02\x00\x17onExpectAdditionalMedia\x03"),
+        };
+        assert!(announcement.is_header() && !announcement.is_frame());
+        assert_eq!(announcement.slot(), Slot::AdditionalMediaAnnouncement);
+        let metadata = Tag {
+            kind: TagKind::Script,
+            timestamp: 0,
+            data: Bytes::from_static(b"\x02\x00\x0aonMetaData"),
+        };
+        assert!(metadata.is_header() && metadata.slot() == Slot::Metadata);
     }
 
     #[test]

@@ -553,6 +553,7 @@ unsafe extern "C" fn on_event(event: obs_frontend_event, _data: *mut c_void) {
                 profile::profile_unloading();
             }
             obs_frontend_event_OBS_FRONTEND_EVENT_EXIT => {
+                super::wrapped::obs_quitting();
                 profile::profile_unloading();
                 let source = SOURCE.swap(ptr::null_mut(), Ordering::AcqRel);
                 if !source.is_null() {

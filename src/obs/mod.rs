@@ -1,10 +1,10 @@
 //! The OBS Studio plugin: everything that touches libobs, and the crate's only `unsafe`.
 //!
 //! Each OBS callback is a thin shell (see `ffi::guard`) over a safe type that owns the
-//! state: `output` drives a [`crate::live::LiveOutput`], `service` holds the destination,
-//! `dialog` is the Tools menu's settings dialog, `profile` turns the profile's stream
-//! service into ours and back (`conversion` has the rules), `websocket` answers
-//! obs-websocket vendor requests.
+//! state: `output` drives a [`crate::live::LiveOutput`], `service` wraps the profile's own
+//! service (a private instance of it: `wrapped`), `dialog` is the Tools menu's settings
+//! dialog, `profile` turns the profile's stream service into ours and back (`conversion`
+//! has the rules), `websocket` answers obs-websocket vendor requests.
 //! Nothing of OBS leaks below this module: the session sees packets and a configuration.
 //!
 //! Built against the oldest supported headers (libobs 29.0) and run on 29.0 through 32.x:
@@ -27,6 +27,7 @@ mod status;
 mod symbols;
 mod version;
 mod websocket;
+mod wrapped;
 
 use obs_wrapper::module::{LoadContext, Module, ModuleContext};
 use obs_wrapper::obs_string;

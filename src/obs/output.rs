@@ -15,11 +15,10 @@ use obs_sys::{
     obs_output_get_delay, obs_output_get_service, obs_output_get_settings,
     obs_output_get_signal_handler, obs_output_get_video_encoder, obs_output_info,
     obs_output_info_29_1, obs_output_initialize_encoders, obs_output_set_last_error,
-    obs_output_signal_stop, obs_output_t, obs_register_output_s, obs_service_get_id,
-    obs_service_get_settings, signal_handler_signal, video_output_get_frame_rate,
-    OBS_ENCODER_CAP_DYN_BITRATE, OBS_OUTPUT_AV, OBS_OUTPUT_CONNECT_FAILED, OBS_OUTPUT_ENCODED,
-    OBS_OUTPUT_ENCODE_ERROR, OBS_OUTPUT_ERROR, OBS_OUTPUT_INVALID_STREAM, OBS_OUTPUT_SERVICE,
-    OBS_OUTPUT_SUCCESS,
+    obs_output_signal_stop, obs_output_t, obs_register_output_s, obs_service_get_settings,
+    signal_handler_signal, video_output_get_frame_rate, OBS_ENCODER_CAP_DYN_BITRATE, OBS_OUTPUT_AV,
+    OBS_OUTPUT_CONNECT_FAILED, OBS_OUTPUT_ENCODED, OBS_OUTPUT_ENCODE_ERROR, OBS_OUTPUT_ERROR,
+    OBS_OUTPUT_INVALID_STREAM, OBS_OUTPUT_SERVICE, OBS_OUTPUT_SUCCESS,
 };
 use obs_wrapper::data::DataObj;
 use obs_wrapper::wrapper::PtrWrapper;
@@ -31,15 +30,21 @@ use super::registration::Registration;
 use super::settings::{session_config, Destination, Sink, Source};
 use super::symbols::{connect_info, ConnectInfo};
 use super::version::Running;
-use super::SERVICE_ID;
 use crate::live::{
-    AudioSetup, CodecHeaders, End, Failure, LiveOutput, Observer, StopCode, StreamSetup, VideoSetup,
+    AudioSetup, CodecHeaders, End, Failure, LiveOutput, Observer, StopCode, StreamSetup,
+    VideoSetup, VodFormat, VodTrack,
 };
 use crate::media::VideoCodec;
 use crate::session::{
     Cause, CutoverKind, DynamicBitrate, SessionError, SessionEvent, SessionHandle,
 };
 use crate::transport::{IpFamily, LocalEnd};
+
+/// The output's audio index of the Twitch VOD track (OBS's frontend puts it there).
+const VOD_TRACK: u64 = 1;
+/// `OBS_OUTPUT_MULTI_TRACK` (29) / `OBS_OUTPUT_MULTI_TRACK_AUDIO` (30 and later): the same
+/// bit under two names, so spelled out.
+const MULTI_TRACK_AUDIO: u32 = 1 << 4;
 
 /// OBS's output handle, passed to the runtime thread for callbacks into OBS.
 #[derive(Clone, Copy)]
@@ -66,8 +71,29 @@ struct Output {
 /// exit (fixed in OBS 31 by outputs holding strong references themselves). Holding our
 /// own references makes every OBS version release the encoders only once the output is
 /// done with them.
-#[derive(Default)]
-struct HeldEncoders(Vec<*mut obs_encoder_t>);
+///
+/// The VOD track's encoder needs one more care: when the next stream's service has no VOD
+/// track, OBS's frontend (29.0 to 32.2, `clear_archive_encoder`) takes that encoder off
+/// the output and releases a reference to it that it never took. Ours then stands in for
+/// that release: it is kept, not released a second time, which would free the encoder
+/// under the frontend (a crash when OBS quits).
+struct HeldEncoders {
+    output: *mut obs_output_t,
+    /// Video and main audio.
+    encoders: Vec<*mut obs_encoder_t>,
+    /// The VOD track's (NULL: none).
+    vod: *mut obs_encoder_t,
+}
+
+impl Default for HeldEncoders {
+    fn default() -> Self {
+        Self {
+            output: ptr::null_mut(),
+            encoders: Vec::new(),
+            vod: ptr::null_mut(),
+        }
+    }
+}
 
 // SAFETY: encoder references are atomic counts; releasing one is safe on any thread.
 unsafe impl Send for HeldEncoders {}
@@ -76,27 +102,40 @@ impl HeldEncoders {
     /// References to `output`'s video and audio encoders.
     ///
     /// # Safety
-    /// `output` is a live output.
+    /// `output` is a live output, and still is whenever these are dropped.
     unsafe fn of(output: *mut obs_output_t) -> Self {
         let encoders = [
             obs_output_get_video_encoder(output),
             obs_output_get_audio_encoder(output, 0),
         ];
-        Self(
-            encoders
+        Self {
+            output,
+            encoders: encoders
                 .into_iter()
                 .map(|encoder| obs_encoder_get_ref(encoder))
                 .filter(|encoder| !encoder.is_null())
                 .collect(),
-        )
+            vod: obs_encoder_get_ref(obs_output_get_audio_encoder(output, VOD_TRACK)),
+        }
     }
 }
 
 impl Drop for HeldEncoders {
     fn drop(&mut self) {
-        for encoder in self.0.drain(..) {
+        for encoder in self.encoders.drain(..) {
             // SAFETY: each pointer holds one reference, taken in `of`.
             unsafe { obs_encoder_release(encoder) };
+        }
+        if self.vod.is_null() {
+            return;
+        }
+        // SAFETY: the output is live (see `of`); the VOD pointer holds one reference.
+        unsafe {
+            if obs_output_get_audio_encoder(self.output, VOD_TRACK).is_null() {
+                log::info!("OBS took the VOD track's encoder off the output and released a reference it never took (its clear_archive_encoder): ours stands in for it");
+            } else {
+                obs_encoder_release(self.vod);
+            }
         }
     }
 }
@@ -146,23 +185,29 @@ impl Output {
             *self.encoders.lock().unwrap_or_else(PoisonError::into_inner) =
                 HeldEncoders::of(output);
         }
-        let (destination, options) = self.destination()?;
-        let mut config = session_config(&destination, &options)
-            .map_err(|error| with_detail(tr!("Error.BadServer"), &error))?;
         // SAFETY: as above; the settings reference is ours to release.
         let settings = unsafe { owned(obs_output_get_settings(output)) };
-        if let Some(settings) = &settings {
-            config.link.local = local_end(settings);
-        }
-        config.congestion = Some(Default::default());
+        let local = settings.as_ref().map(local_end);
         let setup = self.setup()?;
         // The frontend passes OBS's "Dynamically change bitrate to manage congestion".
-        if settings.and_then(|s| s.boolean("dyn_bitrate")) == Some(true) {
-            config.dynamic_bitrate = self.dynamic_bitrate(&setup);
-        }
-        log::info!(
-            "connecting to {} ({}, {}x{})",
-            config.url,
+        let dynamic_bitrate = if settings.and_then(|s| s.boolean("dyn_bitrate")) == Some(true) {
+            self.dynamic_bitrate(&setup)
+        } else {
+            None
+        };
+        let handle = Arc::new(SessionHandle::default());
+        let observer = ObsObserver {
+            output: self.output,
+            server: String::new(),
+            target: None,
+            bitrate: dynamic_bitrate.map(|dbr| EncoderBitrate {
+                output: self.output,
+                original: dbr.video_kbps,
+                current: dbr.video_kbps,
+            }),
+        };
+        let described = format!(
+            "{}, {}x{}",
             setup
                 .video
                 .as_ref()
@@ -170,20 +215,26 @@ impl Output {
             setup.video.as_ref().map_or(0, |v| v.width),
             setup.video.as_ref().map_or(0, |v| v.height),
         );
-        let observer = ObsObserver {
-            output: self.output,
-            server: config.url.to_string(),
-            target: None,
-            bitrate: config.dynamic_bitrate.map(|dbr| EncoderBitrate {
-                output: self.output,
-                original: dbr.video_kbps,
-                current: dbr.video_kbps,
-            }),
+        let (target, session_handle) = (self.output, Arc::clone(&handle));
+        // Asked on the runtime, not here on OBS's UI thread: a listed service resolves its
+        // server now (Twitch's "auto" may refresh OBS's ingest list for seconds).
+        let configure = move || {
+            let (destination, options) = destination(target)?;
+            let mut config =
+                session_config(&destination, &options).map_err(|error| error.to_string())?;
+            config.handle = session_handle;
+            if let Some(local) = local {
+                config.link.local = local;
+            }
+            config.congestion = Some(Default::default());
+            config.dynamic_bitrate = dynamic_bitrate;
+            log::info!("connecting to {} ({described})", config.url);
+            Ok(config)
         };
         let headers = self.codec_headers();
-        set_running(self.output, Some(Arc::clone(&config.handle)));
+        set_running(self.output, Some(Arc::clone(&handle)));
         self.live
-            .start(config, setup, Some(Box::new(headers)), observer)
+            .start_configuring(handle, configure, setup, Some(Box::new(headers)), observer)
             .map_err(|error| {
                 set_running(self.output, None);
                 with_detail(tr!("Error.CannotStart"), &error)
@@ -226,32 +277,6 @@ impl Output {
         Some(DynamicBitrate::new(video.bitrate_kbps, audio_kbps))
     }
 
-    /// Where to publish: our service's settings, or another service's connect info.
-    fn destination(&self) -> Result<(Destination, DataObj<'static>), String> {
-        // SAFETY: the service outlives the output's start; settings references are ours.
-        unsafe {
-            let service = obs_output_get_service(self.output.0);
-            if service.is_null() {
-                return Err(locale::text(tr!("Error.NoService")));
-            }
-            let options = owned(obs_service_get_settings(service))
-                .ok_or_else(|| locale::text(tr!("Error.NoService")))?;
-            let destination = if text(obs_service_get_id(service)) == SERVICE_ID {
-                Destination::read(&options)
-            } else {
-                // Another service answers only with authentication on.
-                let optional = |text: String| (!text.is_empty()).then_some(text);
-                Destination {
-                    server: connect_info(service, ConnectInfo::ServerUrl),
-                    key: connect_info(service, ConnectInfo::StreamKey),
-                    username: optional(connect_info(service, ConnectInfo::Username)),
-                    password: optional(connect_info(service, ConnectInfo::Password)),
-                }
-            };
-            Ok((destination, options))
-        }
-    }
-
     /// The encoders' codec headers, read when the first packet is packaged.
     fn codec_headers(&self) -> EncoderHeaders {
         // SAFETY: the output is live; its encoders stay attached (and referenced, see
@@ -260,6 +285,7 @@ impl Output {
             EncoderHeaders {
                 video: obs_output_get_video_encoder(self.output.0),
                 audio: obs_output_get_audio_encoder(self.output.0, 0),
+                vod: obs_output_get_audio_encoder(self.output.0, VOD_TRACK),
             }
         }
     }
@@ -270,6 +296,12 @@ impl Output {
         unsafe {
             let video = obs_output_get_video_encoder(self.output.0);
             let audio = obs_output_get_audio_encoder(self.output.0, 0);
+            let vod = obs_output_get_audio_encoder(self.output.0, VOD_TRACK);
+            let format = if Running::detect().has_multitrack_audio() {
+                VodFormat::Multitrack
+            } else {
+                VodFormat::AdditionalMedia
+            };
             Ok(StreamSetup {
                 video: if video.is_null() {
                     None
@@ -277,9 +309,37 @@ impl Output {
                     Some(video_setup(video)?)
                 },
                 audio: (!audio.is_null()).then(|| audio_setup(audio)),
+                vod: (!vod.is_null()).then(|| VodTrack {
+                    audio: audio_setup(vod),
+                    format,
+                }),
                 encoder: format!("obs-goaway {}", env!("CARGO_PKG_VERSION")),
             })
         }
+    }
+}
+
+/// Where `output`'s service publishes now, and its settings (our options, if it is ours):
+/// the service's connect info, which ours answers for the service it wraps.
+fn destination(output: OutputPtr) -> Result<(Destination, DataObj<'static>), String> {
+    // SAFETY: the output and its service stay alive while the output is active (OBS does
+    // not replace an active output's service); settings references are ours.
+    unsafe {
+        let service = obs_output_get_service(output.0);
+        if service.is_null() {
+            return Err(locale::text(tr!("Error.NoService")));
+        }
+        let options = owned(obs_service_get_settings(service))
+            .ok_or_else(|| locale::text(tr!("Error.NoService")))?;
+        // A service answers with credentials only with authentication on.
+        let optional = |text: String| (!text.is_empty()).then_some(text);
+        let destination = Destination {
+            server: connect_info(service, ConnectInfo::ServerUrl),
+            key: connect_info(service, ConnectInfo::StreamKey),
+            username: optional(connect_info(service, ConnectInfo::Username)),
+            password: optional(connect_info(service, ConnectInfo::Password)),
+        };
+        Ok((destination, options))
     }
 }
 
@@ -301,6 +361,7 @@ unsafe fn extra_data(encoder: *mut obs_encoder_t) -> Vec<u8> {
 struct EncoderHeaders {
     video: *mut obs_encoder_t,
     audio: *mut obs_encoder_t,
+    vod: *mut obs_encoder_t,
 }
 
 // SAFETY: `obs_encoder_get_extra_data` may be called from any thread; the encoders are
@@ -324,6 +385,10 @@ impl CodecHeaders for EncoderHeaders {
 
     fn audio(&mut self) -> Option<Vec<u8>> {
         Self::read(self.audio)
+    }
+
+    fn vod_audio(&mut self) -> Option<Vec<u8>> {
+        Self::read(self.vod)
     }
 }
 
@@ -499,6 +564,9 @@ impl Observer for ObsObserver {
     fn event(&mut self, event: &SessionEvent) {
         match event {
             SessionEvent::Publishing { url, connect_time } => {
+                if self.server.is_empty() {
+                    self.server.clone_from(url);
+                }
                 log::info!(
                     "publishing to {url} (connected in {} ms)",
                     connect_time.as_millis()
@@ -583,6 +651,7 @@ impl Observer for ObsObserver {
                         "OBS refused to begin data capture".to_string(),
                     ),
                     Failure::Session(error) => (session_headline(error, code), error.to_string()),
+                    Failure::Destination(message) => (tr!("Error.BadServer"), message.clone()),
                 };
                 // A stop code other than "disconnected" ends data capture (if it began)
                 // without handing the output to libobs's reconnect loop.
@@ -758,7 +827,9 @@ pub(crate) fn register(running: Running) {
     let registration = Box::leak(Registration::new(
         obs_output_info {
             id: cstr!("goaway_rtmp_output"),
-            flags: OBS_OUTPUT_AV | OBS_OUTPUT_ENCODED | OBS_OUTPUT_SERVICE,
+            // Several audio tracks: OBS adds the Twitch VOD track at audio index 1 only to
+            // outputs that take them.
+            flags: OBS_OUTPUT_AV | OBS_OUTPUT_ENCODED | OBS_OUTPUT_SERVICE | MULTI_TRACK_AUDIO,
             get_name: Some(get_name),
             create: Some(create),
             destroy: Some(destroy),

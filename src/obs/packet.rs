@@ -54,6 +54,7 @@ pub unsafe fn take(packet: &encoder_packet) -> EncodedPacket {
         timebase_den: packet.timebase_den,
         keyframe: packet.keyframe,
         sys_dts_usec: packet.sys_dts_usec,
+        track: u8::try_from(packet.track_idx).unwrap_or(u8::MAX),
         data: Bytes::from_owner(held),
     }
 }

@@ -5,7 +5,7 @@
 //! Called from OBS's UI thread (the dialog) and from obs-websocket's request threads, as
 //! obs-websocket's own SetStreamServiceSettings does; a lock keeps conversions whole.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::fmt;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,18 +15,18 @@ use obs_sys::{
     config_t, obs_data_has_user_value, obs_data_set_bool, obs_data_set_int, obs_data_set_obj,
     obs_data_set_string, obs_data_unset_user_value, obs_frontend_get_profile_config,
     obs_frontend_get_streaming_service, obs_frontend_save_streaming_service,
-    obs_frontend_set_streaming_service, obs_service_create, obs_service_create_private,
-    obs_service_get_settings, obs_service_get_type, obs_service_release,
+    obs_frontend_set_streaming_service, obs_queue_task, obs_service_create,
+    obs_service_get_settings, obs_service_get_type, obs_service_release, obs_task_type_OBS_TASK_UI,
 };
 use obs_wrapper::data::DataObj;
 use obs_wrapper::wrapper::PtrWrapper;
 
-use super::conversion::{self, ConversionError, Resolved, Restore, CUSTOM_ID, LISTED_ID};
-use super::ffi::{c_string, cstr, text};
+use super::conversion::{self, ConversionError, Restore, CUSTOM_ID};
+use super::ffi::{c_string, cstr, guard, text};
 use super::locale::{self, tr, with_detail};
 use super::settings::{key, Destination, Sink, Source, StoredService};
-use super::symbols::{connect_info, ConnectInfo};
 use super::version::Running;
+use super::wrapped;
 use super::SERVICE_ID;
 
 // libobs's config functions (util/config-file.h, which the generated bindings leave out).
@@ -168,53 +168,18 @@ impl Current {
     fn stored(&self) -> StoredService {
         StoredService {
             id: self.id.clone(),
-            settings_json: self.settings.get_json().unwrap_or_else(|| "{}".into()),
+            settings_json: self.json(),
         }
     }
 
-    /// Where this service publishes: its settings for Custom and ours, OBS's resolution for
-    /// listed services, nothing for others.
+    /// The destination its settings name (a listed service's server may be a placeholder
+    /// such as Twitch's "auto": only the service resolves it, when a stream starts).
     pub(crate) fn destination(&self) -> Destination {
-        match self.id.as_str() {
-            SERVICE_ID | CUSTOM_ID => Destination::read(&self.settings),
-            LISTED_ID => {
-                let resolved = resolve_listed(&self.settings);
-                Destination {
-                    server: resolved.server,
-                    key: resolved.key,
-                    username: None,
-                    password: None,
-                }
-            }
-            _ => Destination::default(),
-        }
+        Destination::read(&self.settings)
     }
-}
 
-/// What a listed service (rtmp_common) publishes to with `settings`: a private instance of
-/// it is asked, so OBS's own service list and server choice decide (including Twitch's
-/// "auto", which looks the closest ingest up).
-fn resolve_listed(settings: &DataObj<'static>) -> Resolved {
-    // SAFETY: the settings are live (libobs copies them into the new service); the private
-    // service is released before returning.
-    unsafe {
-        let service = obs_service_create_private(
-            cstr!("rtmp_common"),
-            cstr!("obs-goaway resolver"),
-            settings.as_ptr().cast_mut(),
-        );
-        if service.is_null() {
-            return Resolved {
-                server: String::new(),
-                key: String::new(),
-            };
-        }
-        let resolved = Resolved {
-            server: connect_info(service, ConnectInfo::ServerUrl),
-            key: connect_info(service, ConnectInfo::StreamKey),
-        };
-        obs_service_release(service);
-        resolved
+    fn json(&self) -> String {
+        self.settings.get_json().unwrap_or_else(|| "{}".into())
     }
 }
 
@@ -257,8 +222,9 @@ pub(crate) struct Enabled {
     pub(crate) reload_required: bool,
 }
 
-/// Turns lossless streaming on: the profile's service becomes ours, publishing where the
-/// current one did (or to `destination` when given: the dialog's edits), with `options`.
+/// Turns lossless streaming on: the profile's service becomes ours, wrapping the current
+/// one (publishing to `destination` instead when given and different: the dialog's edits),
+/// with `options`.
 pub(crate) fn enable(
     options: &impl Source,
     destination: Option<&Destination>,
@@ -266,24 +232,15 @@ pub(crate) fn enable(
     let _converting = CONVERTING.lock().unwrap_or_else(PoisonError::into_inner);
     let current = Current::get().ok_or(ProfileError::NoService)?;
     let set_up = sets_up_multitrack(&current);
-    let mut settings = DataObj::new();
-    let mut resolved = conversion::enable(
-        &current.stored(),
-        &current.settings,
-        options,
-        || resolve_listed(&current.settings),
-        &mut settings,
-    )?;
-    if let Some(edited) = destination.filter(|d| !d.server.is_empty()) {
-        conversion::write_destination(edited, &mut settings);
-        resolved = edited.clone();
-    }
+    let stored = current.stored();
+    let mut settings = DataObj::from_json(stored.settings_json.as_str()).unwrap_or_default();
+    let destination = conversion::enable(&stored, options, destination, &mut settings)?;
     if multitrack_on() {
         settings.set_bool(key::PREVIOUS_MULTITRACK, true);
     }
     replace(SERVICE_ID, settings)?;
     log::info!(
-        "lossless streaming turned on for this profile (was \"{}\")",
+        "lossless streaming turned on for this profile, wrapping its \"{}\" service",
         current.id
     );
     let multitrack_cleared = clear_multitrack();
@@ -293,28 +250,25 @@ pub(crate) fn enable(
         warn_reload_required();
     }
     Ok(Enabled {
-        destination: resolved,
+        destination,
         multitrack_cleared,
         reload_required,
     })
 }
 
-/// Saves new destination and options into our service, keeping what it will restore.
+/// Saves a new destination (written only if it changed: a listed service keeps its own)
+/// and options into our service, keeping the service it wraps and will restore.
 pub(crate) fn update(destination: &Destination, options: &impl Source) -> Result<(), ProfileError> {
     let _converting = CONVERTING.lock().unwrap_or_else(PoisonError::into_inner);
     let current = Current::get().ok_or(ProfileError::NoService)?;
     if !current.is_ours() {
         return Err(ConversionError::AlreadyOff.into());
     }
-    let mut settings = DataObj::new();
-    conversion::write_destination(destination, &mut settings);
+    let mut settings = DataObj::from_json(current.json().as_str()).unwrap_or_default();
+    if *destination != current.destination() && !destination.server.is_empty() {
+        conversion::write_destination(destination, &mut settings);
+    }
     super::settings::copy_options(options, &mut settings);
-    if let Some(previous) = current.settings.service(key::PREVIOUS) {
-        settings.set_service(key::PREVIOUS, &previous);
-    }
-    if current.settings.boolean(key::PREVIOUS_MULTITRACK) == Some(true) {
-        settings.set_bool(key::PREVIOUS_MULTITRACK, true);
-    }
     replace(SERVICE_ID, settings)?;
     log::info!("lossless streaming settings saved for this profile");
     Ok(())
@@ -325,7 +279,8 @@ pub(crate) fn update(destination: &Destination, options: &impl Source) -> Result
 pub(crate) fn disable() -> Result<Disabled, ProfileError> {
     let _converting = CONVERTING.lock().unwrap_or_else(PoisonError::into_inner);
     let current = Current::get().ok_or(ProfileError::NoService)?;
-    let (id, settings) = match conversion::disable(&current.id, &current.settings)? {
+    let (id, settings) = match conversion::disable(&current.id, &current.settings, &current.json())?
+    {
         Restore::Previous(previous) => {
             let settings = DataObj::from_json(previous.settings_json.as_str()).unwrap_or_default();
             (previous.id, settings)
@@ -500,13 +455,64 @@ pub(crate) fn profile_unloading() {
     MULTITRACK_SET_UP.store(false, Ordering::Release);
 }
 
-/// Our service went away. Unless we or OBS replaced it on purpose, the user edited
-/// Settings -> Stream (or a script set another service): that turns lossless streaming
-/// off for the profile, which the user should be able to find in the log.
-pub(crate) fn service_destroyed() {
-    if REPLACING.load(Ordering::Acquire) == 0 && !FRONTEND_DROPS_SERVICE.load(Ordering::Acquire) {
-        log::warn!(
-            "the stream service was replaced (Settings -> Stream or a script): lossless streaming is off for this profile"
+/// Our service (whose last settings are `settings`) went away. Unless we or OBS replaced
+/// it on purpose, the user saved Settings -> Stream (or a script set another service): the
+/// new service is wrapped in turn, with our options, so lossless streaming stays on. That
+/// happens in a task on OBS's UI thread, once the frontend's own call (which is destroying
+/// ours right now) is over.
+pub(crate) fn service_destroyed(settings: Option<DataObj<'static>>) {
+    if REPLACING.load(Ordering::Acquire) != 0
+        || FRONTEND_DROPS_SERVICE.load(Ordering::Acquire)
+        || wrapped::is_quitting()
+    {
+        return;
+    }
+    let options = settings.and_then(|s| s.get_json()).unwrap_or_default();
+    let param = Box::into_raw(Box::new(options));
+    // SAFETY: the task takes the box back exactly once.
+    unsafe {
+        obs_queue_task(
+            obs_task_type_OBS_TASK_UI,
+            Some(rewrap_task),
+            param.cast(),
+            false,
         );
+    }
+}
+
+unsafe extern "C" fn rewrap_task(param: *mut c_void) {
+    guard("wrap the new stream service", (), || {
+        // SAFETY: `service_destroyed` queued this with a boxed String, once.
+        let options = unsafe { Box::from_raw(param.cast::<String>()) };
+        rewrap(&options);
+    });
+}
+
+/// Wraps the profile's new service with our options (`options_json`, the replaced
+/// service's settings), unless OBS is quitting or the new service cannot be wrapped.
+fn rewrap(options_json: &str) {
+    if wrapped::is_quitting() {
+        return;
+    }
+    let Some(current) = Current::get() else {
+        return;
+    };
+    if current.is_ours() {
+        return;
+    }
+    if !conversion::wraps(&current.id) {
+        log::warn!(
+            "the new stream service \"{}\" is not RTMP: lossless streaming is off for this profile",
+            current.id
+        );
+        return;
+    }
+    log::info!(
+        "the stream service was replaced (Settings -> Stream or a script): wrapping the new \"{}\" service, lossless streaming stays on",
+        current.id
+    );
+    let options = DataObj::from_json(options_json).unwrap_or_default();
+    if let Err(error) = enable(&options, None) {
+        log::warn!("the new stream service was not wrapped: {error}; lossless streaming is off for this profile");
     }
 }

@@ -32,6 +32,12 @@ pub(crate) mod key {
     /// The service the profile had before lossless streaming was turned on
     /// (`{"type", "settings"}`), restored exactly when it is turned off.
     pub(crate) const PREVIOUS: &str = "goaway_previous";
+    /// The type of the service ours wraps (`rtmp_common`, `rtmp_custom`), whose keys our
+    /// settings carry. Absent in a service.json written by hand (and before services were
+    /// wrapped): ours then streams to its own `server` and `key`.
+    pub(crate) const WRAPPED_TYPE: &str = "goaway_wrapped_type";
+    /// What every key of ours starts with: the rest belong to the wrapped service.
+    pub(crate) const PREFIX: &str = "goaway_";
     /// The profile had Enhanced Broadcasting on when lossless streaming turned it off: it
     /// comes back on with the previous service.
     pub(crate) const PREVIOUS_MULTITRACK: &str = "goaway_previous_multitrack";

@@ -36,6 +36,12 @@ impl Running {
         self.major_minor() >= (30, 2)
     }
 
+    /// 30.2 sends extra audio tracks (the Twitch VOD track) as Enhanced RTMP multitrack
+    /// audio; 29.0 to 30.1 as `additionalMedia` script tags.
+    pub(crate) fn has_multitrack_audio(self) -> bool {
+        self.major_minor() >= (30, 2)
+    }
+
     /// 32.0 sets Enhanced Broadcasting up only for a service that supports it (Custom, or one
     /// naming a multitrack configuration URL); 30.2 to 31 for any service.
     pub(crate) fn multitrack_needs_capable_service(self) -> bool {

@@ -29,7 +29,7 @@ use super::message::{Command, Message};
 use super::redact::Secrets;
 use super::wire::Wire;
 use super::{ProtocolError, Sticky};
-use crate::media::{Tag, TagKind};
+use crate::media::{Tag, TagKind, ADDITIONAL_MEDIA};
 
 const CSID_COMMAND: u32 = 3;
 const CSID_AUDIO: u32 = 4;
@@ -443,10 +443,11 @@ impl Publisher {
     }
 }
 
-/// Prefixes an FLV script tag body with `@setDataFrame` unless it already has it.
+/// Prefixes an FLV script tag body with `@setDataFrame` unless it already has it, or is
+/// OBS 29's `additionalMedia` (which that OBS sends as a plain data message).
 fn with_set_data_frame(body: &Bytes) -> Bytes {
     const PREFIX: &[u8] = b"\x02\x00\x0d@setDataFrame";
-    if body.starts_with(PREFIX) {
+    if body.starts_with(PREFIX) || body.starts_with(ADDITIONAL_MEDIA) {
         return body.clone();
     }
     let mut out = Vec::with_capacity(PREFIX.len() + body.len());

@@ -39,23 +39,21 @@ pub(crate) struct Evicted {
     pub(crate) unacknowledged: u64,
 }
 
-/// Header tags in force at some point of the stream.
+/// Header tags in force at some point of the stream: the latest of each slot (metadata,
+/// video, each audio track), in slot order.
 #[derive(Debug, Clone, Default)]
-struct Headers {
-    metadata: Option<Tag>,
-    video: Option<Tag>,
-    audio: Option<Tag>,
-}
+struct Headers(Vec<Tag>);
 
 impl Headers {
     fn note(&mut self, tag: &Tag) {
-        let slot = match tag.kind {
-            TagKind::Script => &mut self.metadata,
-            TagKind::Video if tag.is_sequence_header() => &mut self.video,
-            TagKind::Audio if tag.is_sequence_header() => &mut self.audio,
-            _ => return,
-        };
-        *slot = Some(tag.clone());
+        if !tag.is_header() {
+            return;
+        }
+        let slot = tag.slot();
+        match self.0.binary_search_by_key(&slot, Tag::slot) {
+            Ok(index) => self.0[index] = tag.clone(),
+            Err(index) => self.0.insert(index, tag.clone()),
+        }
     }
 }
 
@@ -253,9 +251,9 @@ impl Retained {
             }
         }
         let timestamp = self.get(seq).map_or(0, |t| t.timestamp);
-        [headers.metadata, headers.video, headers.audio]
+        headers
+            .0
             .into_iter()
-            .flatten()
             .map(|tag| Tag { timestamp, ..tag })
             .collect()
     }
@@ -269,6 +267,7 @@ impl Retained {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::Slot;
     use bytes::Bytes;
 
     fn key(ts: u32) -> Tag {
@@ -305,6 +304,29 @@ mod tests {
         assert_eq!(preamble.len(), 1, "the released video header is remembered");
         assert!(preamble[0].is_sequence_header());
         assert_eq!(preamble[0].timestamp, 1000);
+    }
+
+    #[test]
+    fn each_audio_track_keeps_its_own_header() {
+        let mut r = Retained::new(BufferLimits::default());
+        r.push(Tag::audio(0, Bytes::from_static(&[0xaf, 0, 0x12, 0x10])));
+        r.push(Tag::audio(
+            0,
+            Bytes::from_static(b"\x95\x00mp4a\x01\x11\x90"),
+        ));
+        r.push(video_header());
+        r.push(key(0));
+        r.push(audio(10));
+        r.push(key(1000));
+        r.release_before(5);
+        let preamble = r.preamble(5);
+        let slots: Vec<_> = preamble.iter().map(Tag::slot).collect();
+        assert_eq!(
+            slots,
+            [Slot::Video, Slot::Audio(0), Slot::Audio(1)],
+            "the VOD track's header is not lost to the main track's"
+        );
+        assert!(preamble.iter().all(|t| t.timestamp == 1000));
     }
 
     #[test]
