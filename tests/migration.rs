@@ -955,6 +955,35 @@ async fn resumes_after_drops_with_authentication() {
         .all(|c| c.cause == Cause::ConnectionLost && c.kind == CutoverKind::Resumed));
 }
 
+/// A resume asks the service again where its server is (Twitch's "auto" follows OBS's
+/// ingest list at every connection): the stream goes on where the service points now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_goes_where_the_service_points_now() {
+    let (_dir_b, b) = ingest_with(|_| {}).await;
+    let (_dir_a, a) = ingest_with(|c| c.drop_after = Some(Duration::from_millis(1500))).await;
+    let b_url = RtmpUrl::parse(&format!("rtmp://{}/live/resolved", b.local_addrs()[0])).unwrap();
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&asked);
+    let tags = sample_tags();
+    let outcome = publish(&a, "resolved", tags.clone(), 4.0, &[], move |c| {
+        c.resolve = Some(session::Resolver(Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(b_url.clone())
+        })));
+    })
+    .await;
+    let on_b = wait_for_recording(&b, "resolved").await;
+    let mut recorded = read_flv(&outcome.stats.path);
+    recorded.extend(read_flv(&on_b.path));
+    // B starts at the keyframe before what A had not acknowledged: repeats, nothing lost.
+    let joined = compare(&tags, &recorded);
+    assert_eq!((joined.lost, joined.foreign), (0, 0), "{joined:?}");
+    assert_eq!(outcome.stats.connections, 1, "the resume went back to A");
+    assert_eq!(on_b.connections, 1);
+    // Not for the first connection (its owner had just resolved it), once for the resume.
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+}
+
 /// Credentials follow a redirect to another host (see `RtmpUrl::resolve_reconnect`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_takes_the_credentials_to_the_next_ingest() {

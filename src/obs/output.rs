@@ -36,7 +36,7 @@ use crate::live::{
 };
 use crate::media::VideoCodec;
 use crate::session::{
-    Cause, CutoverKind, DynamicBitrate, SessionError, SessionEvent, SessionHandle,
+    Cause, CutoverKind, DynamicBitrate, Resolver, SessionError, SessionEvent, SessionHandle,
 };
 use crate::transport::{IpFamily, LocalEnd};
 
@@ -52,6 +52,8 @@ struct OutputPtr(*mut obs_output_t);
 // SAFETY: libobs's output functions used here are thread-safe, and OBS destroys the
 // output only after `destroy` (which shuts the runtime down) returned.
 unsafe impl Send for OutputPtr {}
+// SAFETY: as for Send: shared, it is only passed to those thread-safe functions.
+unsafe impl Sync for OutputPtr {}
 
 /// One output instance.
 struct Output {
@@ -223,6 +225,12 @@ impl Output {
             let mut config =
                 session_config(&destination, &options).map_err(|error| error.to_string())?;
             config.handle = session_handle;
+            // Later connections to the same server ask the service again, as OBS's own
+            // output does at every connection (Twitch's "auto" follows the ingest list).
+            config.resolve = Some(Resolver(Arc::new(move || {
+                let (now, _) = self::destination(target)?;
+                now.url().map_err(|error| error.to_string())
+            })));
             if let Some(local) = local {
                 config.link.local = local;
             }

@@ -167,6 +167,15 @@ pub(crate) struct Destination {
 }
 
 impl Destination {
+    /// The URL to publish to, with the credentials.
+    pub(crate) fn url(&self) -> Result<RtmpUrl, UrlError> {
+        let url = RtmpUrl::with_key(&self.server, &self.key)?;
+        Ok(match self.credentials() {
+            Some(credentials) => url.with_credentials(Some(credentials)),
+            None => url,
+        })
+    }
+
     pub(crate) fn read(source: &impl Source) -> Self {
         let text = |k| source.string(k).unwrap_or_default().trim().to_string();
         let auth = source.boolean(key::USE_AUTH).unwrap_or(false);
@@ -210,11 +219,7 @@ pub(crate) fn session_config(
     destination: &Destination,
     source: &impl Source,
 ) -> Result<SessionConfig, UrlError> {
-    let mut url = RtmpUrl::with_key(&destination.server, &destination.key)?;
-    if let Some(credentials) = destination.credentials() {
-        url = url.with_credentials(Some(credentials));
-    }
-    let mut config = SessionConfig::new(url);
+    let mut config = SessionConfig::new(destination.url()?);
     config.link.announce_go_away = source
         .boolean(key::ANNOUNCE_GO_AWAY)
         .unwrap_or(default::ANNOUNCE_GO_AWAY);

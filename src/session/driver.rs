@@ -13,11 +13,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::core::{Command, Input, LinkId, SessionCore};
-use super::{Report, SessionConfig, SessionError, SessionEvent, TagInput};
+use super::{Report, Resolver, SessionConfig, SessionError, SessionEvent, TagInput};
 use crate::media::Tag;
 use crate::transport::io::sleep_until_some;
 use crate::transport::link::{Command as LinkCommand, Slot};
-use crate::transport::{establish, Established, Link, LinkError, LinkEvent, LinkOptions};
+use crate::transport::{establish, Established, Link, LinkError, LinkEvent, LinkOptions, RtmpUrl};
 
 /// Publishes everything `input` yields to `config.url`, moving between connections as the
 /// server asks or as connections fail, until the producer closes the channel; then ends the
@@ -32,6 +32,9 @@ pub async fn run<I: TagInput>(
     let handle = Arc::clone(&config.handle);
     let mut driver = Driver {
         options: config.link.clone(),
+        origin: config.url.clone(),
+        resolve: config.resolve.clone(),
+        opened: false,
         links: HashMap::new(),
         connecting: HashMap::new(),
         events,
@@ -134,6 +137,11 @@ impl DriverLink {
 
 struct Driver {
     options: LinkOptions,
+    /// The configured server, and how to find where it points now.
+    origin: RtmpUrl,
+    resolve: Option<Resolver>,
+    /// The first connection was opened (with the address just resolved by the owner).
+    opened: bool,
     links: HashMap<LinkId, DriverLink>,
     connecting: HashMap<LinkId, JoinHandle<Result<Established, LinkError>>>,
     events: Option<mpsc::UnboundedSender<SessionEvent>>,
@@ -146,7 +154,18 @@ impl Driver {
             match command {
                 Command::Open { link, url } => {
                     let options = self.options.clone();
-                    let task = tokio::spawn(async move { establish(&url, &options).await });
+                    let resolve = self
+                        .resolve
+                        .clone()
+                        .filter(|_| self.opened && url == self.origin);
+                    self.opened = true;
+                    let task = tokio::spawn(async move {
+                        let url = match resolve {
+                            Some(resolve) => resolved(resolve, url).await,
+                            None => url,
+                        };
+                        establish(&url, &options).await
+                    });
                     self.connecting.insert(link, task);
                 }
                 Command::Send { link, tag, seq } => match room.take() {
@@ -182,6 +201,26 @@ impl Driver {
                 l.reported = upto;
                 core.handle_input(now, Input::Delivered { link, upto });
             }
+        }
+    }
+}
+
+/// Where the configured server points now; `url` if the resolver fails.
+async fn resolved(resolve: Resolver, url: RtmpUrl) -> RtmpUrl {
+    let result = tokio::task::spawn_blocking(move || (resolve.0)())
+        .await
+        .map_err(|error| error.to_string())
+        .and_then(|result| result);
+    match result {
+        Ok(now) => {
+            if now != url {
+                log::info!("the service now points to {now} (was {url})");
+            }
+            now
+        }
+        Err(error) => {
+            log::warn!("could not resolve the server again ({error}): using {url}");
+            url
         }
     }
 }

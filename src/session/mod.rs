@@ -132,6 +132,22 @@ pub struct SessionConfig {
     pub dynamic_bitrate: Option<DynamicBitrate>,
     /// Figures and requests shared with the session's owner.
     pub handle: Arc<SessionHandle>,
+    /// Asked again for the server's address before each later connection to `url` (a
+    /// resume, a move that stays on this server): a service that picks its ingest when asked
+    /// (Twitch's "auto" follows OBS's ingest list) is followed, as OBS's own output follows
+    /// it at every connection. `None`: `url` always.
+    pub resolve: Option<Resolver>,
+}
+
+/// Where `SessionConfig::url` points now: called on a blocking thread (it may take seconds),
+/// an error keeps the address the session has.
+#[derive(Clone)]
+pub struct Resolver(pub Arc<dyn Fn() -> Result<RtmpUrl, String> + Send + Sync>);
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Resolver")
+    }
 }
 
 impl SessionConfig {
@@ -149,6 +165,7 @@ impl SessionConfig {
             congestion: None,
             dynamic_bitrate: None,
             handle: Arc::default(),
+            resolve: None,
         }
     }
 }
