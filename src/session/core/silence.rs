@@ -157,6 +157,11 @@ impl SessionCore {
         if let Some(race) = self.race.take() {
             self.close_attempts(race);
         }
+        if self.active.is_some() {
+            // A move's standby, publishing already, took over from the old link.
+            self.commands.push_back(Command::Close { link });
+            return;
+        }
         let url = self.url.clone();
         if self.migration.as_ref().is_some_and(|m| m.target != url) {
             // A move to another server was under way: it goes on from the new connection.
