@@ -31,6 +31,7 @@ use crate::session::{
     self, packet_channel, PacketReceiver, PacketSender, SessionConfig, SessionEvent, SessionHandle,
     TagInput,
 };
+use crate::transport::io::sleep_until_some;
 use crate::transport::QueueLimits;
 pub use lifecycle::{End, Failure, Lifecycle, Outcome, Phase, StopAt, StopCode, StopReply};
 use packaging::Packager;
@@ -220,6 +221,10 @@ struct LiveInput {
     pending: VecDeque<Tag>,
     stop: Arc<StopSignal>,
     ended: bool,
+    /// After a stop request: when the encoders count as quiet if nothing came by then.
+    /// Kept here, not in `next`'s future, so that a `next` the session cancels (it waits
+    /// for links and timers too) does not restart the wait.
+    quiet_at: Option<tokio::time::Instant>,
 }
 
 impl LiveInput {
@@ -233,12 +238,18 @@ impl LiveInput {
             }
             let stop = Arc::clone(&self.stop);
             let stopping = stop.at() != StopSignal::RUNNING;
+            let quiet_at = stopping.then(|| {
+                *self
+                    .quiet_at
+                    .get_or_insert_with(|| tokio::time::Instant::now() + STOP_IDLE)
+            });
             let packet = tokio::select! {
                 packet = self.packets.recv() => packet,
                 () = stop.changed.notified(), if !stopping => continue,
                 // Encoders that went quiet after a stop request have nothing more to give.
-                () = tokio::time::sleep(STOP_IDLE), if stopping => None,
+                () = sleep_until_some(quiet_at), if stopping => None,
             };
+            self.quiet_at = None;
             let Some(packet) = packet else {
                 self.ended = true;
                 continue;
@@ -436,6 +447,7 @@ impl LiveOutput {
             pending: VecDeque::new(),
             stop: Arc::clone(&stop),
             ended: false,
+            quiet_at: None,
         };
         *self.shared.observer() = Some(Box::new(observer));
         *self.handle.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);

@@ -59,10 +59,10 @@ pub const SCENARIO_KEY: &str = "scenario-secret-4711";
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// What OBS's main window title contains ("OBS 29.0.2 - Profile: P - Scenes: P").
 const MAIN_WINDOW: &str = " - Profile: ";
-/// The log line OBS writes when its start-up is over (scenes loaded, main window shown,
-/// `--startstreaming` queued). Quit by SIGINT before it (while scenes load, and about a second
-/// after), OBS crashed or hung about half the time: [`ObsRun::stop`] waits for it.
-const STARTUP_COMPLETE: &str = "==== Startup complete";
+/// The log line after which OBS has loaded its scene collection. Quit by SIGINT before it
+/// (and before its main window exists), OBS crashed or hung about half the time:
+/// [`ObsRun::stop`] waits for both.
+const SCENES_LOADED: &str = "Loaded scenes:";
 /// How long to wait for the OBS lock before failing (another run holds it).
 const LOCK_TIMEOUT_SECS: u32 = 900;
 
@@ -1256,10 +1256,17 @@ impl ObsRun {
     /// only wakes the main loop). SIGKILL if it has not exited within 20 s. Returns the
     /// status and the full log.
     ///
-    /// Waits first until OBS's start-up is complete ([`STARTUP_COMPLETE`], at most 30 s):
-    /// its main window must exist to be closed.
+    /// Waits first until OBS has loaded its scenes ([`SCENES_LOADED`]) and made its main
+    /// window (at most 30 s): that window must exist to be closed.
     pub fn stop(mut self) -> ObsExit {
-        self.try_wait_for_log(STARTUP_COMPLETE, Duration::from_secs(30));
+        self.try_wait_for_log(SCENES_LOADED, Duration::from_secs(30));
+        super::within(Duration::from_secs(30), || {
+            !self.is_running()
+                || !self
+                    .xdotool(&["search", "--name", MAIN_WINDOW])
+                    .trim()
+                    .is_empty()
+        });
         let asked = Instant::now();
         let mut killed = false;
         let mut quit = QuitRequest::Signal;
