@@ -171,11 +171,17 @@ pub fn run(version: ObsVersion, output: Output, silence: Duration) -> ObsSilent 
     let recording = outcome.ingests[0].stats.as_ref().map(|s| s.path.clone());
     let decoded_video = recording.map_or(0, |path| super::ffprobe_decoded_frames(&path).0);
     let log = outcome.exit.log.clone();
-    // obs-goaway's summary: "stream ended: N frames, M moves, L lost, D duplicated".
-    let summary = log
-        .lines()
-        .find(|l| l.contains("stream ended: "))
-        .unwrap_or_default();
+    // obs-goaway's own counts, from its lines on OBS's console (the log files repeat them):
+    // "move: ... 73 frames resent", "resume buffer full: 12 frames dropped".
+    let total = |marker: &str, word: &str| -> u64 {
+        outcome
+            .exit
+            .console
+            .lines()
+            .filter(|l| l.contains("[obs-goaway]") && l.contains(marker))
+            .filter_map(|l| number_before(l, word))
+            .sum()
+    };
     let publisher_ok =
         outcome.exit.status.success() && !outcome.exit.killed && !log.contains("stream stopped: ");
     let measured = Measured {
@@ -184,8 +190,8 @@ pub fn run(version: ObsVersion, output: Output, silence: Duration) -> ObsSilent 
         corrupt: decoded_video < outcome.video_frames,
         longest_stall: outcome.longest_stall,
         connections: outcome.connections,
-        frames_resent: number_before(summary, "duplicated").unwrap_or(0),
-        lost: number_before(summary, "lost").unwrap_or(0),
+        frames_resent: total("frames resent", "frames"),
+        lost: total("resume buffer full", "frames"),
         time_to_detect,
         publisher_ok,
         log,
