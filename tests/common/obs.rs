@@ -1830,16 +1830,7 @@ pub fn run_scenario(
     let server_a = format!("rtmp://{}/live", ingest_a.local_addrs()[0]);
 
     let profile = customize(ProfileBuilder::new(version).service(service(&server_a))).build();
-    let mut obs = profile.start(OnStart::Stream);
-    wait_for_first_frame(&mut obs, &ingest_a, &server_a);
-    let first_frame = Instant::now();
-    let mut timeline = vec![(
-        Duration::ZERO,
-        format!(
-            "first frame at A ({server_a}), {:.2}s after OBS started",
-            obs.elapsed().as_secs_f32()
-        ),
-    )];
+    let (obs, first_frame, mut timeline) = start_streaming(profile, &ingest_a, "A", &server_a);
     let mut seen = (usize::MAX, usize::MAX);
     let mut steps = 0;
     let mut arrivals = Arrivals::default();
@@ -1919,19 +1910,34 @@ pub fn received(ingest: &Ingest) -> u64 {
         .map_or(0, |s| s.frames_received)
 }
 
-/// Waits up to 30 s for the first frame from `obs` at `ingest` (listening at `server`);
-/// panics with OBS's log if none came.
-pub fn wait_for_first_frame(obs: &mut ObsRun, ingest: &Ingest, server: &str) {
+/// Starts OBS streaming with `profile` and waits up to 30 s for its first frame at `ingest`
+/// (named `name` in the timeline, listening at `server`): the run, when that frame came,
+/// and a timeline that begins with it. Panics with OBS's log if no frame came.
+pub fn start_streaming(
+    profile: Profile,
+    ingest: &Ingest,
+    name: &str,
+    server: &str,
+) -> (ObsRun, Instant, Vec<(Duration, String)>) {
+    let mut obs = profile.start(OnStart::Stream);
     super::within(Duration::from_secs(30), || {
         received(ingest) > 0 || !obs.is_running()
     });
     if received(ingest) == 0 {
         panic!(
-            "{}: no frame reached the ingest ({server}) within 30 s\n{}",
+            "{}: no frame reached {name} ({server}) within 30 s\n{}",
             obs.version(),
             obs.log()
         );
     }
+    let timeline = vec![(
+        Duration::ZERO,
+        format!(
+            "first frame at {name} ({server}), {:.2}s after OBS started",
+            obs.elapsed().as_secs_f32()
+        ),
+    )];
+    (obs, Instant::now(), timeline)
 }
 
 /// When frames last arrived, sampled on a run's clock: the longest wall-clock time in which

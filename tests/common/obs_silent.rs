@@ -7,15 +7,15 @@
 //! ones the CLI's silent-network cases report (`common::silent::Measured`).
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use obs_goaway::ingest::{Ingest, IngestConfig};
 use serde_json::{json, Value};
 
 use super::netns::Net;
 use super::obs::{
-    ingest_runtime, received, rtmp_custom, stop_and_measure, wait_for_first_frame, Arrivals,
-    ObsRun, ObsVersion, OnStart, PluginInstall, ProfileBuilder, ScenarioOutcome, SCENARIO_KEY,
+    ingest_runtime, received, rtmp_custom, start_streaming, stop_and_measure, Arrivals, ObsRun,
+    ObsVersion, PluginInstall, ProfileBuilder, ScenarioOutcome, SCENARIO_KEY,
 };
 use super::silent::{number_before, Measured};
 
@@ -114,16 +114,7 @@ pub fn run(version: ObsVersion, output: Output, silence: Duration) -> ObsSilent 
         .expect("starting the ingest in its namespace");
     let server = format!("rtmp://{}:1935/live", net.ingest_addr());
     let profile = output.profile(version, &server).netns(&net.pub_ns).build();
-    let mut obs = profile.start(OnStart::Stream);
-    wait_for_first_frame(&mut obs, &ingest, &server);
-    let first_frame = Instant::now();
-    let mut timeline = vec![(
-        Duration::ZERO,
-        format!(
-            "first frame at the ingest ({server}), {:.2}s after OBS started",
-            obs.elapsed().as_secs_f32()
-        ),
-    )];
+    let (obs, first_frame, mut timeline) = start_streaming(profile, &ingest, "the ingest", &server);
     let end = RUN.max(SILENCE_AT + silence + AFTER_SILENCE);
     let mut arrivals = Arrivals::default();
     let mut silent = None;
