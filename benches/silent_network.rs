@@ -3,9 +3,8 @@
 //! `common::silent::Case::all` (silent 3, 12 and 25 s; a path change; a silence longer than
 //! a small resume buffer; a `tbf` link at half the bitrate). Prints one table row per case.
 //!
-//! Rows for real OBS (the plugin and OBS's own output, 29.0.2 / 30.2.3 / 32.2.2) fit the same
-//! table: run OBS with `ip netns exec <pub_ns>` (Xvfb inside the same namespace, see
-//! tests/common/obs.rs) against `common::netns::Net` and measure the same columns.
+//! The same silences in real OBS (the plugin and OBS's own output, 29.0.2 / 30.2.3 / 32.2.2),
+//! with the same columns: benches/obs_silent_network.rs.
 //!
 //! Run as root after `tests/run.sh` prepared the machine (ffmpeg, nftables):
 //! `cargo bench --bench silent_network`. About 5 minutes: each case is a 40 s stream.

@@ -12,30 +12,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::obs::{
-    authenticating_ingest, rtmp_custom, run_outage_scenario, with_auth, ObsVersion, OnStart,
-    PluginInstall, ProfileBuilder, ScenarioOutcome, AUTH_PASSWORD, SCENARIO_KEY,
+    authenticating_ingest, ingest_runtime as runtime, received, rtmp_custom, run_outage_scenario,
+    with_auth, ObsVersion, OnStart, PluginInstall, ProfileBuilder, ScenarioOutcome, AUTH_PASSWORD,
+    SCENARIO_KEY,
 };
 use common::{
     ffprobe_decoded_frames, frame_counts, free_port, read_flv, wait_until, within,
     AUDIO_FRAMES_PER_SECOND,
 };
 use obs_goaway::ingest::{Ingest, IngestConfig};
-
-/// Audio and video frames `ingest` received for [`SCENARIO_KEY`].
-fn received(ingest: &Ingest) -> u64 {
-    ingest
-        .stats()
-        .get(SCENARIO_KEY)
-        .map_or(0, |s| s.frames_received)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// OBS streams ~8 s to the ingest with rtmp_custom; the recording is complete and decodes.
 fn streams_to_the_reference_ingest(version: ObsVersion) {

@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::obs::{
-    rtmp_custom, ObsVersion, ObsWebSocket, OnStart, PluginInstall, ProfileBuilder, SCENARIO_KEY,
+    received, rtmp_custom, ObsVersion, ObsWebSocket, OnStart, PluginInstall, ProfileBuilder,
+    SCENARIO_KEY,
 };
 use common::{free_port, read_flv, wait_until_async, AUDIO_FRAMES_PER_SECOND};
 use obs_goaway::ingest::{Ingest, IngestConfig};
@@ -129,13 +130,6 @@ fn enable_switch_disable(version: ObsVersion) {
     let profile_dir = profile.profile_dir();
     let fps = profile.fps();
     let obs = profile.start(OnStart::Idle);
-    let received = |ingest: &Ingest| {
-        ingest
-            .stats()
-            .get(SCENARIO_KEY)
-            .map_or(0, |s| s.frames_received)
-    };
-
     runtime.block_on(async {
         let mut ws = obs.websocket(Duration::from_secs(30)).await.unwrap();
         let custom = json!({"server": server_a, "key": SCENARIO_KEY});

@@ -5,6 +5,7 @@
 
 pub mod netns;
 pub mod obs;
+pub mod obs_silent;
 pub mod silent;
 pub mod x11;
 

@@ -207,6 +207,26 @@ impl Net {
         command
     }
 
+    /// Runs `f` on a thread inside the ingest's namespace and returns what it returns:
+    /// sockets `f` creates (an in-process ingest's listener, bound there) stay in that
+    /// namespace, whichever thread uses them later.
+    pub fn in_ingest_ns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.ingest_ns);
+        let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
+                    use std::os::fd::AsFd;
+                    move_into_link_name_space(ns.as_fd(), Some(LinkNameSpaceType::Network))
+                        .unwrap_or_else(|e| panic!("entering {path}: {e}"));
+                    f()
+                })
+                .join()
+                .expect("the thread in the ingest's namespace panicked")
+        })
+    }
+
     /// Drops every packet in the ingest's namespace for `duration` (returns when the path is
     /// back).
     pub fn silence(&self, duration: Duration) {

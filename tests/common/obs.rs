@@ -172,11 +172,20 @@ impl fmt::Display for ObsVersion {
     }
 }
 
-/// A command for `program` in `root` (or on the host), killed with SIGKILL if the thread
-/// that started it dies (`setpriv --pdeathsig`): a test process killed in any way (a CI
-/// timeout) leaves no OBS or Xvfb behind. Start and stop a run from the same thread.
-fn command_in(root: Option<&Path>, program: &str) -> Command {
-    let mut command = Command::new("setpriv");
+/// A command for `program` in `root` (or on the host), in network namespace `netns` (or
+/// the test's), killed with SIGKILL if the thread that started it dies (`setpriv
+/// --pdeathsig`): a test process killed in any way (a CI timeout) leaves no OBS or Xvfb
+/// behind. Start and stop a run from the same thread. `ip netns exec`, `setpriv` and
+/// `chroot` each exec the next, so the child's pid is the program's.
+fn command_in(root: Option<&Path>, netns: Option<&str>, program: &str) -> Command {
+    let mut command = match netns {
+        Some(netns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", netns, "setpriv"]);
+            command
+        }
+        None => Command::new("setpriv"),
+    };
     command.args(["--pdeathsig", "KILL"]);
     if let Some(root) = root {
         command.arg("chroot").arg(root);
@@ -370,6 +379,7 @@ pub struct ProfileBuilder {
     plugins: Vec<PluginInstall>,
     basic: Ini,
     global: Ini,
+    netns: Option<String>,
 }
 
 impl ProfileBuilder {
@@ -388,6 +398,7 @@ impl ProfileBuilder {
             plugins: Vec::new(),
             basic: Ini::default(),
             global: Ini::default(),
+            netns: None,
         }
     }
 
@@ -436,6 +447,16 @@ impl ProfileBuilder {
     /// Enables obs-websocket on `127.0.0.1:port` (all interfaces, in fact), without auth.
     pub fn websocket(mut self, port: u16) -> Self {
         self.websocket_port = Some(port);
+        self
+    }
+
+    /// Runs OBS in network namespace `netns` (`ip netns exec`), so that a test can fail its
+    /// network (`common::netns`). Xvfb stays in the test's namespace: OBS reaches it through
+    /// its socket file (the abstract X11 socket is per namespace, the file is not), and so
+    /// does the test (screenshots, closing windows). obs-websocket then listens in that
+    /// namespace, out of the test's reach.
+    pub fn netns(mut self, netns: &str) -> Self {
+        self.netns = Some(netns.to_owned());
         self
     }
 
@@ -529,6 +550,7 @@ impl ProfileBuilder {
             guest_home,
             websocket_port: self.websocket_port,
             fps: self.fps,
+            netns: self.netns,
             home,
         }
     }
@@ -714,6 +736,8 @@ pub struct Profile {
     guest_home: PathBuf,
     websocket_port: Option<u16>,
     fps: u32,
+    /// The network namespace OBS runs in (`None`: the test's).
+    netns: Option<String>,
     home: tempfile::TempDir,
 }
 
@@ -798,7 +822,7 @@ impl Profile {
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )
         .unwrap();
-        let mut command = command_in(self.root.as_deref(), "obs");
+        let mut command = command_in(self.root.as_deref(), self.netns.as_deref(), "obs");
         command
             .args(["--multi", "--minimize-to-tray"])
             .args((on_start == OnStart::Stream).then_some("--startstreaming"))
@@ -996,7 +1020,7 @@ struct Xvfb {
 
 impl Xvfb {
     fn start(root: Option<&Path>) -> Self {
-        let mut child = command_in(root, "Xvfb")
+        let mut child = command_in(root, None, "Xvfb")
             .args([
                 "-displayfd",
                 "1",
@@ -1792,11 +1816,7 @@ pub fn run_scenario(
     times: &ScenarioTimes,
 ) -> ScenarioOutcome {
     version.require();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = ingest_runtime();
     let dir = tempfile::tempdir().unwrap();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let ingest_b = runtime
@@ -1814,54 +1834,17 @@ pub fn run_scenario(
     let server_a = format!("rtmp://{}/live", ingest_a.local_addrs()[0]);
 
     let profile = customize(ProfileBuilder::new(version).service(service(&server_a))).build();
-    let fps = profile.fps();
-    let mut obs = profile.start(OnStart::Stream);
-    let received = |ingest: &Ingest| {
-        ingest
-            .stats()
-            .get(SCENARIO_KEY)
-            .map_or(0, |s| s.frames_received)
-    };
-    super::within(Duration::from_secs(30), || {
-        received(&ingest_a) > 0 || !obs.is_running()
-    });
-    if received(&ingest_a) == 0 {
-        panic!(
-            "{version}: no frame reached ingest A ({server_a}) within 30 s\n{}",
-            obs.log()
-        );
-    }
-    let first_frame = Instant::now();
-    let mut timeline = vec![(
-        Duration::ZERO,
-        format!(
-            "first frame at A ({server_a}), {:.2}s after OBS started",
-            obs.elapsed().as_secs_f32()
-        ),
-    )];
+    let (obs, first_frame, mut timeline) = start_streaming(profile, &ingest_a, "A", &server_a);
     let mut seen = (usize::MAX, usize::MAX);
     let mut steps = 0;
-    let mut frames_seen = 0;
-    let mut last_arrival = Duration::ZERO;
-    let mut longest_stall = Duration::ZERO;
+    let mut arrivals = Arrivals::default();
     loop {
         let now = first_frame.elapsed();
-        let frames = received(&ingest_a) + received(&ingest_b);
-        if frames != frames_seen {
-            let stall = now.saturating_sub(last_arrival);
-            if stall >= Duration::from_millis(500) {
-                timeline.push((
-                    now,
-                    format!(
-                        "frames arrive again after {:.2}s without any",
-                        stall.as_secs_f32()
-                    ),
-                ));
-            }
-            frames_seen = frames;
-            last_arrival = now;
-        }
-        longest_stall = longest_stall.max(now.saturating_sub(last_arrival));
+        arrivals.sample(
+            now,
+            received(&ingest_a) + received(&ingest_b),
+            &mut timeline,
+        );
         if steps == 0 && now >= times.go_away {
             let sent = ingest_a.signal_all(Some(SignalKind::GoAway));
             timeline.push((now, format!("A: Go Away sent to {sent} publisher(s)")));
@@ -1905,17 +1888,119 @@ pub fn run_scenario(
         std::thread::sleep(Duration::from_millis(50));
     }
     let streamed = first_frame.elapsed();
+    stop_and_measure(
+        obs,
+        timeline,
+        &[("A", &ingest_a), ("B", &ingest_b)],
+        streamed,
+        &arrivals,
+    )
+}
+
+/// A multi-threaded runtime for the reference ingests a run streams to.
+pub fn ingest_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Audio and video frames `ingest` received for [`SCENARIO_KEY`], skipped ones included.
+pub fn received(ingest: &Ingest) -> u64 {
+    ingest
+        .stats()
+        .get(SCENARIO_KEY)
+        .map_or(0, |s| s.frames_received)
+}
+
+/// Starts OBS streaming with `profile` and waits up to 30 s for its first frame at `ingest`
+/// (named `name` in the timeline, listening at `server`): the run, when that frame came,
+/// and a timeline that begins with it. Panics with OBS's log if no frame came.
+pub fn start_streaming(
+    profile: Profile,
+    ingest: &Ingest,
+    name: &str,
+    server: &str,
+) -> (ObsRun, Instant, Vec<(Duration, String)>) {
+    let mut obs = profile.start(OnStart::Stream);
+    super::within(Duration::from_secs(30), || {
+        received(ingest) > 0 || !obs.is_running()
+    });
+    if received(ingest) == 0 {
+        panic!(
+            "{}: no frame reached {name} ({server}) within 30 s\n{}",
+            obs.version(),
+            obs.log()
+        );
+    }
+    let timeline = vec![(
+        Duration::ZERO,
+        format!(
+            "first frame at {name} ({server}), {:.2}s after OBS started",
+            obs.elapsed().as_secs_f32()
+        ),
+    )];
+    (obs, Instant::now(), timeline)
+}
+
+/// When frames last arrived, sampled on a run's clock: the longest wall-clock time in which
+/// no frame at all reached the ingests (frames the recorders skip count: a viewer of a
+/// stream that restarted its clock sees them).
+#[derive(Debug, Default)]
+pub struct Arrivals {
+    frames: u64,
+    last: Duration,
+    longest: Duration,
+}
+
+impl Arrivals {
+    /// `frames` received in all by `now` (from the first frame); a stall of 500 ms or more
+    /// that this sample ends goes into `timeline`.
+    pub fn sample(&mut self, now: Duration, frames: u64, timeline: &mut Vec<(Duration, String)>) {
+        if frames != self.frames {
+            let stall = now.saturating_sub(self.last);
+            if stall >= Duration::from_millis(500) {
+                timeline.push((
+                    now,
+                    format!(
+                        "frames arrive again after {:.2}s without any",
+                        stall.as_secs_f32()
+                    ),
+                ));
+            }
+            self.frames = frames;
+            self.last = now;
+        }
+        self.longest = self.longest.max(now.saturating_sub(self.last));
+    }
+}
+
+/// Asks OBS to quit, waits (up to 5 s) for its publishers to leave the `ingests` (named),
+/// and measures what they recorded of [`SCENARIO_KEY`] over the `streamed` time.
+pub fn stop_and_measure(
+    obs: ObsRun,
+    mut timeline: Vec<(Duration, String)>,
+    ingests: &[(&'static str, &Ingest)],
+    streamed: Duration,
+    arrivals: &Arrivals,
+) -> ScenarioOutcome {
+    let version = obs.version();
     let exit = obs.stop();
     timeline.push((
         streamed,
         format!("OBS asked to quit by {}, exit {}", exit.quit, exit.status),
     ));
     super::within(Duration::from_secs(5), || {
-        ingest_a.publishers(SCENARIO_KEY) + ingest_b.publishers(SCENARIO_KEY) == 0
+        ingests
+            .iter()
+            .map(|(_, ingest)| ingest.publishers(SCENARIO_KEY))
+            .sum::<usize>()
+            == 0
     });
-    let ingests: Vec<IngestRecord> = [("A", &ingest_a), ("B", &ingest_b)]
-        .into_iter()
-        .map(|(name, ingest)| {
+    let records: Vec<IngestRecord> = ingests
+        .iter()
+        .map(|&(name, ingest)| {
             let stats = ingest.stats().remove(SCENARIO_KEY);
             let tags = stats
                 .as_ref()
@@ -1924,9 +2009,9 @@ pub fn run_scenario(
             IngestRecord { name, stats, tags }
         })
         .collect();
-    drop((ingest_a, ingest_b));
-    let mut outcome = measure(version, exit, timeline, ingests, streamed, fps);
-    outcome.longest_stall = longest_stall;
+    let fps = exit.profile.fps();
+    let mut outcome = measure(version, exit, timeline, records, streamed, fps);
+    outcome.longest_stall = arrivals.longest;
     outcome.obs_frames_output = outcome.exit.total_frames_output().iter().sum();
     outcome.video_lost_by_obs_count =
         outcome.expected_video_frames as i64 - outcome.obs_frames_output as i64;

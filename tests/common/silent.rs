@@ -216,7 +216,8 @@ fn find(lines: &Lines, needle: &str, after: Instant) -> Option<(Instant, String)
         .cloned()
 }
 
-fn number_before(line: &str, word: &str) -> Option<u64> {
+/// The number just before `word` in `line` (`"3 lost, 0 duplicated"`, `"duplicated"`: 0).
+pub fn number_before(line: &str, word: &str) -> Option<u64> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let index = words.iter().position(|w| w.trim_end_matches(',') == word)?;
     words.get(index.checked_sub(1)?)?.parse().ok()
