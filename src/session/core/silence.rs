@@ -166,11 +166,14 @@ impl SessionCore {
         if self.migration.as_ref().is_some_and(|m| m.target != url) {
             // A move to another server was under way: it goes on from the new connection.
             let migration = self.migration.take();
+            // Break-before-make opens the next connection only once it left this one.
+            let standby = migration.as_ref().is_some_and(|m| !m.break_before_make);
             self.activate(now, link, url, connect_time);
             self.migration = migration;
             match &mut self.connecting {
                 Some(connecting) => connecting.purpose = Purpose::Standby,
-                None => self.start_connecting(Purpose::Standby),
+                None if standby => self.start_connecting(Purpose::Standby),
+                None => {}
             }
         } else {
             // Any other attempt to take over at the cursor is moot now.
