@@ -63,6 +63,10 @@ const MAIN_WINDOW: &str = " - Profile: ";
 /// (and before its main window exists), OBS crashed or hung about half the time:
 /// [`ObsRun::stop`] waits for both.
 const SCENES_LOADED: &str = "Loaded scenes:";
+/// How long OBS may take to load its modules and scenes. Usually a few seconds; OBS 32.2.2
+/// in the sid root once stalled over 25 s while loading its modules on a loaded machine
+/// (the same package then streamed when run again).
+const STARTUP_LIMIT: Duration = Duration::from_secs(120);
 /// How long to wait for the OBS lock before failing (another run holds it).
 const LOCK_TIMEOUT_SECS: u32 = 900;
 
@@ -1914,9 +1918,10 @@ pub fn received(ingest: &Ingest) -> u64 {
         .map_or(0, |s| s.frames_received)
 }
 
-/// Starts OBS streaming with `profile` and waits up to 30 s for its first frame at `ingest`
-/// (named `name` in the timeline, listening at `server`): the run, when that frame came,
-/// and a timeline that begins with it. Panics with OBS's log if no frame came.
+/// Starts OBS streaming with `profile`, waits for it to load its modules and scenes (up to
+/// [`STARTUP_LIMIT`]), then up to 30 s for its first frame at `ingest` (named `name` in the
+/// timeline, listening at `server`): the run, when that frame came, and a timeline that
+/// begins with it. Panics with OBS's log if either did not happen.
 pub fn start_streaming(
     profile: Profile,
     ingest: &Ingest,
@@ -1924,12 +1929,19 @@ pub fn start_streaming(
     server: &str,
 ) -> (ObsRun, Instant, Vec<(Duration, String)>) {
     let mut obs = profile.start(OnStart::Stream);
+    if !obs.try_wait_for_log(SCENES_LOADED, STARTUP_LIMIT) && received(ingest) == 0 {
+        panic!(
+            "{}: OBS did not load its scenes within {STARTUP_LIMIT:?}\n{}",
+            obs.version(),
+            obs.log()
+        );
+    }
     super::within(Duration::from_secs(30), || {
         received(ingest) > 0 || !obs.is_running()
     });
     if received(ingest) == 0 {
         panic!(
-            "{}: no frame reached {name} ({server}) within 30 s\n{}",
+            "{}: no frame reached {name} ({server}) within 30 s of OBS loading its scenes\n{}",
             obs.version(),
             obs.log()
         );
