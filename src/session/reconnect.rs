@@ -56,7 +56,7 @@ impl ReconnectPolicy {
     }
 }
 
-/// What to do after reconnection attempt number `attempts` failed with `error`.
+/// What to do after a reconnection attempt failed with `error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RetryAfterFailure {
     /// Retrying cannot help (key refused, certificate or password wrong).
@@ -69,17 +69,21 @@ pub(crate) enum RetryAfterFailure {
     Schedule,
 }
 
-/// The decision after a failed reconnection attempt (`attempts` made so far).
+/// The decision after a failed reconnection attempt, given the attempts made so far on the
+/// policy's schedule and as quick retries for a held key. Quick retries do not advance the
+/// schedule: a key held longer than they last (a server that noticed nothing of a silent
+/// connection keeps it until its own timeout) is then retried from the schedule's start,
+/// not from its 30 s end.
 pub(crate) fn after_failure(
     policy: &ReconnectPolicy,
-    attempts: u32,
+    (attempts, key_waits): (u32, u32),
     error: &LinkError,
 ) -> RetryAfterFailure {
     if !error.is_retryable() {
         RetryAfterFailure::Fatal
     } else if attempts >= policy.max_retries {
         RetryAfterFailure::GiveUp
-    } else if error.is_key_in_use() && attempts < KEY_RELEASE_ATTEMPTS {
+    } else if error.is_key_in_use() && key_waits < KEY_RELEASE_ATTEMPTS {
         // A key still held by the old connection frees up within moments.
         RetryAfterFailure::KeyRelease(KEY_RELEASE_RETRY)
     } else {
@@ -99,12 +103,38 @@ mod tests {
         };
         let lost = LinkError::ClosedByServer;
         assert_eq!(
-            after_failure(&policy, 0, &lost),
+            after_failure(&policy, (0, 0), &lost),
             RetryAfterFailure::Schedule
         );
-        assert_eq!(after_failure(&policy, 3, &lost), RetryAfterFailure::GiveUp);
+        assert_eq!(
+            after_failure(&policy, (3, 0), &lost),
+            RetryAfterFailure::GiveUp
+        );
         let tls = LinkError::Tls("bad certificate".into());
-        assert_eq!(after_failure(&policy, 0, &tls), RetryAfterFailure::Fatal);
+        assert_eq!(
+            after_failure(&policy, (0, 0), &tls),
+            RetryAfterFailure::Fatal
+        );
+    }
+
+    #[test]
+    fn a_held_key_is_retried_quickly_then_from_the_schedules_start() {
+        let policy = ReconnectPolicy::default();
+        let held = LinkError::Protocol(crate::protocol::ProtocolError::Rejected {
+            stage: "publish",
+            code: "NetStream.Publish.BadName".into(),
+            description: "Already publishing".into(),
+        });
+        assert_eq!(
+            after_failure(&policy, (1, KEY_RELEASE_ATTEMPTS - 1), &held),
+            RetryAfterFailure::KeyRelease(KEY_RELEASE_RETRY)
+        );
+        // The quick retries are spent: the schedule goes on from where it was (attempt 1,
+        // 2 s), not from an attempt count the quick retries inflated.
+        assert_eq!(
+            after_failure(&policy, (1, KEY_RELEASE_ATTEMPTS), &held),
+            RetryAfterFailure::Schedule
+        );
     }
 
     #[test]

@@ -215,6 +215,63 @@ fn a_user_move_is_make_before_break_even_when_configured_otherwise() {
 }
 
 #[test]
+fn a_user_move_while_a_refused_move_reconnects_keeps_reconnecting() {
+    // The first move's standby is refused (the server holds the key), so that move breaks
+    // before making; a silence swallows the old connection's last bytes, it ends by write
+    // timeout, and a second user move arrives while the stream reconnects (soak seed
+    // 237822: it became make-before-break with nothing to stand by for, and waited
+    // forever). The server then holds the silent connection's key for 9 s.
+    let mut world = World::new(Stream {
+        duration: secs(6.6),
+        ..Stream::default()
+    });
+    world.servers[0].single_publisher = true;
+    world.servers[0].idle_timeout = secs(8.9);
+    world.faults = vec![
+        at(1.5, Fault::UserMove { server: 0 }),
+        at(
+            1.7,
+            Fault::SilentLoss {
+                server: 0,
+                lasting: secs(6.3),
+            },
+        ),
+        at(7.9, Fault::UserMove { server: 0 }),
+    ];
+    let (report, outcome) = simulate(world);
+    assert_eq!(report.lost, 0);
+    let last = outcome.received.values().last().expect("connections");
+    assert!(
+        last.unpublished,
+        "the stream did not end on a publishing connection"
+    );
+}
+
+#[test]
+fn a_key_held_past_the_quick_retries_is_retried_from_the_schedules_start() {
+    // A silence makes the stream reconnect while the server still holds the silent
+    // connection's key (for 9 s after the path is back): after the quick retries, the
+    // reconnection schedule starts over at 2 s, 3 s... (it used to jump to its 30 s end).
+    let mut world = World::new(Stream {
+        duration: secs(6.6),
+        ..Stream::default()
+    });
+    world.servers[0].single_publisher = true;
+    world.servers[0].idle_timeout = secs(8.9);
+    world.faults = vec![at(
+        2.6,
+        Fault::SilentLoss {
+            server: 0,
+            lasting: secs(6.3),
+        },
+    )];
+    let (report, outcome) = simulate(world);
+    assert_eq!(report.lost, 0);
+    let stall = longest_stall(&outcome);
+    assert!(stall < secs(20.0), "stalled {stall:?}");
+}
+
+#[test]
 fn without_a_keyframe_the_deadline_switches_at_the_next_packet() {
     let mut world = World::new(Stream {
         gop: 600,

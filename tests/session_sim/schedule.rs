@@ -150,12 +150,17 @@ pub(crate) fn run_seed(seed: u64) -> Result<(), String> {
     );
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || sim::run(world)))
         .map_err(|panic| {
-        panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default()
-    })?;
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        })
+        .inspect_err(|_| {
+            if std::env::var_os("SIM_TRACE").is_some() {
+                eprintln!("{described}");
+            }
+        })?;
     check(&expect, &outcome).map(|_| ()).inspect_err(|_| {
         if std::env::var_os("SIM_TRACE").is_some() {
             eprintln!(

@@ -285,6 +285,8 @@ struct Sim {
     opens: Vec<(Duration, LinkId, usize)>,
     unjustified: Vec<Duration>,
     handle: std::sync::Arc<obs_goaway::session::SessionHandle>,
+    /// `SIM_TRACE` set: every input, command and event goes to stderr as it happens.
+    trace: bool,
 }
 
 impl Sim {
@@ -319,6 +321,7 @@ impl Sim {
             opens: Vec::new(),
             unjustified: Vec::new(),
             handle,
+            trace: std::env::var_os("SIM_TRACE").is_some(),
         };
         for (at, fault) in world.faults {
             sim.at(at, Ev::Fault(fault));
@@ -385,6 +388,9 @@ impl Sim {
                 | Input::Closed { result: Err(_), .. }
         );
         self.justified += u64::from(justifies);
+        if self.trace && !matches!(input, Input::Tag(_) | Input::Writable { .. }) {
+            eprintln!("{:?} input {input:?}", self.now);
+        }
         let now = self.instant();
         self.core.handle_input(now, input);
     }
@@ -393,9 +399,15 @@ impl Sim {
     fn pump(&mut self) {
         for _ in 0..100_000 {
             while let Some(command) = self.core.poll_command() {
+                if self.trace && !matches!(command, Command::Send { .. }) {
+                    eprintln!("{:?} command {command:?}", self.now);
+                }
                 self.command(command);
             }
             while let Some(event) = self.core.poll_event() {
+                if self.trace {
+                    eprintln!("{:?} event {event:?}", self.now);
+                }
                 self.events.push((self.now, event));
             }
             assert!(

@@ -97,6 +97,7 @@ impl SessionCore {
     ) {
         self.report.connections += 1;
         self.attempts = 0;
+        self.key_waits = 0;
         self.url = url;
         self.config
             .handle
@@ -380,7 +381,8 @@ impl SessionCore {
                 Ok(())
             }
             Purpose::Resume => {
-                match reconnect::after_failure(&self.config.reconnect, self.attempts, &error) {
+                let tried = (self.attempts, self.key_waits);
+                match reconnect::after_failure(&self.config.reconnect, tried, &error) {
                     RetryAfterFailure::Fatal => return Err(SessionError::Fatal(error)),
                     RetryAfterFailure::GiveUp => {
                         return Err(SessionError::GaveUp {
@@ -390,7 +392,7 @@ impl SessionCore {
                     }
                     RetryAfterFailure::KeyRelease(delay) => {
                         log::warn!("reconnection failed: {error}");
-                        self.attempts += 1;
+                        self.key_waits += 1;
                         self.retry = Some((now + delay, Purpose::Resume));
                     }
                     RetryAfterFailure::Schedule => {

@@ -135,7 +135,10 @@ pub struct SessionCore {
     draining: Vec<Draining>,
     connecting: Option<Connecting>,
     retry: Option<(Instant, Purpose)>,
+    /// Reconnection attempts on the policy's schedule since the stream last published.
     attempts: u32,
+    /// Quick retries made since then while the server still held the key.
+    key_waits: u32,
     migration: Option<Migration>,
     /// Fresh connections racing for the way back from a silent path.
     race: Option<silence::Race>,
@@ -183,6 +186,7 @@ impl SessionCore {
             connecting: None,
             retry: None,
             attempts: 0,
+            key_waits: 0,
             migration: None,
             race: None,
             standby_signal: None,

@@ -92,9 +92,13 @@ impl SessionCore {
         match self.url.resolve_reconnect(server) {
             Ok(target) => {
                 log::info!("switching server on request: {target}");
+                let moving = self.migration.is_some();
                 self.start_migration(now, Cause::UserRequest, target);
-                if let Some(m) = &mut self.migration {
-                    if m.break_before_make && m.cause == Cause::UserRequest {
+                // Only a move this request started becomes make-before-break: one already
+                // under way may have left its old connection (a refused standby falls back
+                // to break-before-make) and has nothing to stand by for.
+                if let Some(m) = self.migration.as_mut().filter(|_| !moving) {
+                    if m.break_before_make {
                         m.break_before_make = false;
                         self.start_connecting(Purpose::Standby);
                     }
@@ -147,6 +151,7 @@ impl SessionCore {
             closing: None,
         });
         self.attempts = 0;
+        self.key_waits = 0;
         if !break_before_make {
             self.start_connecting(Purpose::Standby);
         }
