@@ -260,11 +260,19 @@ pub(crate) fn check(expect: &Expect, outcome: &Outcome) -> Result<Report, String
             ));
         }
     }
-    // The recording: connections in the order their media began to arrive (a connection
-    // opened early may take over late: a move's, after a race's winner), repeats skipped as
-    // the ingest does.
+    // The recording: connections in the order of the media they begin with, then of its
+    // arrival (a resume repeats from a keyframe), repeats skipped, as the reference ingest
+    // stitches them (it writes the oldest connection and holds newer ones back). Arrival
+    // alone is not the stream's order: a connection opened early may take over late (a
+    // move's standby, after a race's winner), and a move to a nearer server delivers its
+    // first frames before the old server has the last of its own.
     let mut connections: Vec<&sim::Received> = outcome.received.values().collect();
-    connections.sort_by_key(|r| r.tags.iter().find(|(t, _)| t.is_frame()).map(|(_, at)| *at));
+    connections.sort_by_key(|r| {
+        r.tags
+            .iter()
+            .find(|(t, _)| t.is_frame())
+            .map(|(t, at)| (t.timestamp, *at))
+    });
     let mut last = [None::<u32>; 2];
     let mut recorded = Vec::new();
     for received in connections {
@@ -285,6 +293,7 @@ pub(crate) fn check(expect: &Expect, outcome: &Outcome) -> Result<Report, String
     }
     let mut next = recorded.iter().peekable();
     let (mut dropped, mut lost) = (0u64, 0u64);
+    let mut first_lost = Vec::new();
     for produced in &outcome.produced {
         match next.peek() {
             Some((tag, _)) if frame_id(tag) == Some(produced.id) => {
@@ -297,7 +306,12 @@ pub(crate) fn check(expect: &Expect, outcome: &Outcome) -> Result<Report, String
                 next.next();
             }
             _ if produced.droppable && expect.dropping => dropped += 1,
-            _ => lost += 1,
+            _ => {
+                lost += 1;
+                if first_lost.len() < 5 {
+                    first_lost.push(produced.tag.timestamp);
+                }
+            }
         }
     }
     if let Some((tag, _)) = next.next() {
@@ -309,7 +323,8 @@ pub(crate) fn check(expect: &Expect, outcome: &Outcome) -> Result<Report, String
     }
     if lost > report.lost {
         return Err(format!(
-            "{lost} frames never recorded that congestion may not drop, the report admits {}",
+            "{lost} frames never recorded that congestion may not drop, the report admits {} \
+             (the first at {first_lost:?} ms)",
             report.lost
         ));
     }
