@@ -7,29 +7,40 @@
 //! Screenshots of the open menu and of the dialog go to `$OBS_GOAWAY_SCREENSHOTS` when set
 //! (`data/screenshots/make.sh` sets it to that directory), else to a temporary directory.
 //! Needs what tests/obs_plugin.rs needs, plus xdotool and ImageMagick.
+//!
+//! Nothing here waits a fixed time: after each key the test waits until the screen area it
+//! photographs has changed and then stopped changing ([`wait_drawn`]). The scene is a still
+//! picture so that the preview inside that area stands still; OBS's status bar and audio
+//! meters, which never do, lie outside it.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::free_port;
 use common::obs::{ObsRun, ObsVersion, OnStart, PluginInstall, ProfileBuilder, SCENARIO_KEY};
+use common::{free_port, wait_until, within};
 use obs_goaway::ingest::{Ingest, IngestConfig};
 use serde_json::{json, Value};
+
+/// A still scene (colour bars) and a tone, so that only OBS's own drawing changes the
+/// photographed areas.
+const STILL_SCENE: &str =
+    "smptebars=size=640x360:rate=30[out0];sine=frequency=440:sample_rate=48000[out1]";
+/// How long OBS may take to draw what a key asked for.
+const DRAW_LIMIT: Duration = Duration::from_secs(15);
+/// Grabs in a row that must show the same pixels for a drawing to count as finished.
+const STILL_GRABS: usize = 3;
 
 /// `x y width height` of an X window.
 fn geometry(obs: &ObsRun, window: &str) -> (i32, i32, u32, u32) {
     let mut text = String::new();
-    for _ in 0..20 {
+    within(Duration::from_secs(5), || {
         text = obs.xdotool(&["getwindowgeometry", "--shell", window]);
-        if text.contains("X=") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        text.contains("X=")
+    });
     let field = |name: &str| -> i64 {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}=")))
@@ -59,6 +70,72 @@ fn shot(obs: &ObsRun, area: (i32, i32, u32, u32), path: &Path) {
     let _ = std::fs::remove_file(full);
 }
 
+/// The raw pixels of the screen area `(x, y, width, height)`.
+fn pixels(obs: &ObsRun, (x, y, w, h): (i32, i32, u32, u32)) -> Vec<u8> {
+    let output = Command::new("import")
+        .args([
+            "-display",
+            &format!(":{}", obs.display()),
+            "-window",
+            "root",
+        ])
+        .args(["-crop", &format!("{w}x{h}+{x}+{y}"), "rgb:-"])
+        .output()
+        .expect("running ImageMagick import");
+    assert!(output.status.success(), "import failed: {output:?}");
+    output.stdout
+}
+
+/// Waits until `area` shows something other than `before` (when given) and then the same
+/// pixels in [`STILL_GRABS`] grabs in a row: OBS has drawn `what` in full. Returns the
+/// pixels.
+fn wait_drawn(
+    obs: &ObsRun,
+    area: (i32, i32, u32, u32),
+    before: Option<&[u8]>,
+    what: &str,
+) -> Vec<u8> {
+    let deadline = Instant::now() + DRAW_LIMIT;
+    let mut still = 0;
+    let mut last = Vec::new();
+    loop {
+        let now = pixels(obs, area);
+        let changed = before.is_none_or(|before| now != before);
+        still = if changed && now == last { still + 1 } else { 1 };
+        last = now;
+        if changed && still >= STILL_GRABS {
+            return last;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the screen {} within {DRAW_LIMIT:?}\n{}",
+            if changed {
+                "kept changing"
+            } else {
+                "did not change"
+            },
+            obs.log()
+        );
+    }
+}
+
+/// Waits until OBS has laid out `window` at `size`.
+fn wait_sized(obs: &ObsRun, window: &str, size: (u32, u32), what: &str) {
+    wait_until(format!("{what} at {size:?}"), DRAW_LIMIT, || {
+        let (_, _, w, h) = geometry(obs, window);
+        (w, h) == size
+    });
+}
+
+/// Waits until no visible window matches `pattern`.
+fn wait_closed(obs: &ObsRun, pattern: &str, what: &str) {
+    wait_until(format!("{what} to close"), DRAW_LIMIT, || {
+        obs.xdotool(&["search", "--onlyvisible", "--name", pattern])
+            .trim()
+            .is_empty()
+    });
+}
+
 fn output_dir() -> (PathBuf, Option<tempfile::TempDir>) {
     match std::env::var_os("OBS_GOAWAY_SCREENSHOTS") {
         Some(dir) => {
@@ -73,17 +150,21 @@ fn output_dir() -> (PathBuf, Option<tempfile::TempDir>) {
 }
 
 /// Opens a menu of OBS's main window (1280x720) with its mnemonic `key`, as a user does
-/// with Alt; returns the main window's id.
-fn open_menu(obs: &ObsRun, key: &str) -> String {
+/// with Alt, and waits until it is drawn; returns the main window's id, the area
+/// photographed (the menu bar, the menu and the top of the preview) and its pixels.
+fn open_menu(obs: &ObsRun, key: &str) -> (String, (i32, i32, u32, u32), Vec<u8>) {
     let main = obs
         .wait_for_window("^OBS [0-9]", Duration::from_secs(30))
         .expect("OBS's main window");
     obs.xdotool(&["windowsize", &main, "1280", "720"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_sized(obs, &main, (1280, 720), "OBS's main window");
+    let (x, y, _, _) = geometry(obs, &main);
+    let area = (x, y, 900, 460);
+    let closed = wait_drawn(obs, area, None, "OBS's main window at its new size");
     obs.xdotool(&["windowfocus", "--sync", &main]);
     obs.xdotool(&["key", &format!("alt+{key}")]);
-    std::thread::sleep(Duration::from_millis(800));
-    main
+    let open = wait_drawn(obs, area, Some(&closed), &format!("the menu of alt+{key}"));
+    (main, area, open)
 }
 
 /// `tools_key`: the Tools menu's mnemonic in `language` (OBS's `&Tools`, `&Werkzeuge`).
@@ -115,6 +196,7 @@ fn menu_and_dialog(version: ObsVersion, language: &str, tools_key: &str, dialog_
         .global_ini("General", "Language", language)
         .global_ini("BasicWindow", "PreviewEnabled", "true")
         .video(640, 360, 30)
+        .lavfi(STILL_SCENE)
         .plugin(PluginInstall::obs_goaway())
         .build();
     let mut obs = profile.start(OnStart::Stream);
@@ -128,16 +210,16 @@ fn menu_and_dialog(version: ObsVersion, language: &str, tools_key: &str, dialog_
     });
     obs.wait_for_log("[obs-goaway] move: user-request", Duration::from_secs(15));
 
-    let main = open_menu(&obs, tools_key);
+    let (_, area, open) = open_menu(&obs, tools_key);
     // The plugin's entry is the menu's last: Up from the opened menu selects it.
     obs.xdotool(&["key", "Up"]);
-    std::thread::sleep(Duration::from_millis(500));
-    let (x, y, _, _) = geometry(&obs, &main);
-    shot(
+    wait_drawn(
         &obs,
-        (x, y, 900, 460),
-        &dir.join(format!("{prefix}-tools-menu.png")),
+        area,
+        Some(&open),
+        "the Tools menu's last entry selected",
     );
+    shot(&obs, area, &dir.join(format!("{prefix}-tools-menu.png")));
     obs.xdotool(&["key", "Return"]);
     // xdotool matches titles as regular expressions.
     let pattern: String = dialog_title
@@ -162,24 +244,23 @@ fn menu_and_dialog(version: ObsVersion, language: &str, tools_key: &str, dialog_
         });
     obs.xdotool(&["windowsize", &dialog, "820", "1040"]);
     obs.xdotool(&["windowmove", &dialog, "0", "0"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_sized(&obs, &dialog, (820, 1040), "the dialog");
     let area = geometry(&obs, &dialog);
+    let top = wait_drawn(&obs, area, None, "the dialog at its new size");
     shot(&obs, area, &dir.join(format!("{prefix}-dialog.png")));
     // The status and "Switch server now" are below: scroll there over the labels' column
     // (spin boxes and lists in OBS's dialog ignore the wheel anyway).
     obs.xdotool(&["mousemove", "--window", &dialog, "60", "500"]);
     obs.xdotool(&["click", "--repeat", "20", "--delay", "30", "5"]);
-    std::thread::sleep(Duration::from_millis(800));
+    wait_drawn(&obs, area, Some(&top), "the dialog scrolled to its status");
     shot(&obs, area, &dir.join(format!("{prefix}-dialog-status.png")));
     // Cancel: the dialog changes nothing and closes.
     obs.xdotool(&["windowfocus", "--sync", &dialog]);
     obs.xdotool(&["key", "Escape"]);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        obs.xdotool(&["search", "--onlyvisible", "--name", &pattern])
-            .trim()
-            .is_empty(),
-        "{version}: the dialog did not close on Escape"
+    wait_closed(
+        &obs,
+        &pattern,
+        &format!("{version}: the dialog, on Escape,"),
     );
     let exit = obs.stop();
     assert!(
@@ -208,6 +289,7 @@ fn settings_stream_page(version: ObsVersion) {
                                      "server": "auto", "key": SCENARIO_KEY}}))
         .websocket(free_port())
         .video(640, 360, 30)
+        .lavfi(STILL_SCENE)
         .plugin(PluginInstall::obs_goaway())
         .build();
     let obs = profile.start(OnStart::Idle);
@@ -218,17 +300,22 @@ fn settings_stream_page(version: ObsVersion) {
         .unwrap_or_else(|| panic!("{version}: no Settings window\n{}", obs.log()));
     obs.xdotool(&["windowmove", &settings, "0", "0"]);
     obs.xdotool(&["windowfocus", "--sync", &settings]);
+    let area = geometry(&obs, &settings);
+    let general = wait_drawn(&obs, area, None, "Settings, on its General page");
     // The page list has the focus, on General: Stream is next.
     obs.xdotool(&["key", "Down"]);
-    std::thread::sleep(Duration::from_millis(1500));
-    let area = geometry(&obs, &settings);
+    wait_drawn(&obs, area, Some(&general), "Settings -> Stream");
     shot(
         &obs,
         area,
         &dir.join(format!("obs-{}-en-US-settings-stream.png", version.major())),
     );
     obs.xdotool(&["key", "Escape"]);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_closed(
+        &obs,
+        "^Settings$",
+        &format!("{version}: Settings, on Escape,"),
+    );
     runtime.block_on(async {
         let mut ws = obs.websocket(Duration::from_secs(30)).await.unwrap();
         let service = ws
