@@ -10,7 +10,9 @@
 //! SIM_SEED=1234 SIM_SCHEDULES=1 cargo test --test session_sim random_fault_schedules  # one seed
 //! ```
 //!
-//! A failing schedule names its seed; the second command replays exactly that run.
+//! A failing schedule names its seed; the second command replays exactly that run, and
+//! `SIM_TRACE=1` prints its world and every input, command and event as they happen. Once
+//! fixed, a seed joins [`SOAK_FINDINGS`].
 
 mod schedule;
 mod sim;
@@ -82,6 +84,18 @@ fn random_fault_schedules() {
         "{count} schedules in {took:?} ({:.0}/s)",
         count as f64 / took.as_secs_f64()
     );
+}
+
+/// Schedules soaks found failing, each fixed: they stay in every run.
+const SOAK_FINDINGS: [u64; 6] = [110_478, 111_354, 163_876, 237_822, 279_928, 352_884];
+
+#[test]
+fn schedules_the_soaks_found_failing_pass() {
+    for seed in SOAK_FINDINGS {
+        if let Err(error) = schedule::run_seed(seed) {
+            panic!("seed {seed}: {error}");
+        }
+    }
 }
 
 #[test]

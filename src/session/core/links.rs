@@ -98,6 +98,8 @@ impl SessionCore {
         self.report.connections += 1;
         self.attempts = 0;
         self.key_waits = 0;
+        // A retry scheduled to get here (a race's winner may beat it) is moot.
+        self.retry = None;
         self.url = url;
         self.config
             .handle
@@ -290,6 +292,8 @@ impl SessionCore {
             .map_or_else(|| self.url.clone(), |m| m.target.clone());
         let id = LinkId(self.next_link);
         self.next_link += 1;
+        // This attempt is the one a scheduled retry would have made.
+        self.retry = None;
         if let Some(old) = self.connecting.take() {
             self.commands.push_back(Command::Close { link: old.id });
         }
