@@ -1170,7 +1170,15 @@ impl ObsRun {
     }
 
     /// Waits until the log contains `needle`; false on timeout or if OBS exited first.
+    /// `timeout` counts from the end of OBS's startup (its scenes loaded, up to
+    /// [`STARTUP_LIMIT`]): on a cold machine startup alone can outlast what a test allows
+    /// for what happens after it.
     pub fn try_wait_for_log(&mut self, needle: &str, timeout: Duration) -> bool {
+        super::within(STARTUP_LIMIT, || {
+            self.log_contains(SCENES_LOADED)
+                || self.log_contains(needle)
+                || !matches!(self.child.try_wait(), Ok(None))
+        });
         super::within(timeout, || {
             self.log_contains(needle) || !matches!(self.child.try_wait(), Ok(None))
         });
