@@ -1287,6 +1287,23 @@ impl ObsRun {
         QuitRequest::WindowsClosed { requests }
     }
 
+    /// Waits up to `timeout` for OBS to exit, closing every second any dialog it opened while
+    /// quitting, as its user would: a stream that failed just before the quit shows its
+    /// error box during the shutdown, and OBS waits for its OK.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(status) = wait_timeout(&mut self.child, left.min(Duration::from_secs(1))) {
+                return Some(status);
+            }
+            if left.is_zero() {
+                return None;
+            }
+            let _ = super::x11::close_dialogs(self.display(), MAIN_WINDOW);
+        }
+    }
+
     /// Quits OBS as its user does and waits for it: OBS 29 gets its windows closed (see
     /// [`super::x11`]: its Ctrl+C handler is unsafe), later versions SIGINT (their handler
     /// only wakes the main loop). SIGKILL if it has not exited within 20 s. Returns the
@@ -1315,7 +1332,7 @@ impl ObsRun {
                 } else {
                     send_signal(self.child.id(), "INT");
                 }
-                wait_timeout(&mut self.child, STOP_TIMEOUT).unwrap_or_else(|| {
+                self.wait_exit(STOP_TIMEOUT).unwrap_or_else(|| {
                     killed = true;
                     hung_stacks = thread_stacks(self.child.id());
                     let _ = self.child.kill();

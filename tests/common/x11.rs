@@ -18,6 +18,22 @@ use x11rb::CURRENT_TIME;
 /// dialogs first, last to the one whose title contains `main_title` (viewable or not).
 /// Fails, saying what was missing, when there is no such main window.
 pub fn close_application(display: u32, main_title: &str) -> Result<(), String> {
+    let (x, main) = close_dialogs_on(display, main_title)?;
+    let main = main.ok_or_else(|| {
+        format!("no window titled \"…{main_title}…\" accepting WM_DELETE_WINDOW on :{display}")
+    })?;
+    x.close(main).map_err(|e| e.to_string())
+}
+
+/// Sends the close request to every viewable top-level window on `display` that accepts it
+/// except the one whose title contains `main_title`: the dialogs an application opens while
+/// it quits (a message box waiting for its OK holds the quit up).
+pub fn close_dialogs(display: u32, main_title: &str) -> Result<(), String> {
+    close_dialogs_on(display, main_title).map(drop)
+}
+
+/// [`close_dialogs`], returning the connection and the main window, if any.
+fn close_dialogs_on(display: u32, main_title: &str) -> Result<(X, Option<Window>), String> {
     let (conn, screen) = x11rb::connect(Some(&format!(":{display}")))
         .map_err(|e| format!("display :{display}: {e}"))?;
     let x = X::new(conn, screen).map_err(|e| format!("display :{display}: {e}"))?;
@@ -32,10 +48,7 @@ pub fn close_application(display: u32, main_title: &str) -> Result<(), String> {
             x.close(window).map_err(|e| e.to_string())?;
         }
     }
-    let main = main.ok_or_else(|| {
-        format!("no window titled \"…{main_title}…\" accepting WM_DELETE_WINDOW on :{display}")
-    })?;
-    x.close(main).map_err(|e| e.to_string())
+    Ok((x, main))
 }
 
 /// X11 calls fail with connection, request and reply errors alike.
