@@ -796,14 +796,21 @@ impl Profile {
     /// Everything OBS logged to files so far (`~/.config/obs-studio/logs/*.txt`, oldest
     /// first).
     pub fn log_files(&self) -> String {
-        let Ok(entries) = std::fs::read_dir(self.config_dir().join("logs")) else {
-            return String::new();
-        };
-        let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        files.sort();
+        self.log_files_except(&BTreeSet::new())
+    }
+
+    /// The paths of OBS's log files so far.
+    fn log_paths(&self) -> BTreeSet<PathBuf> {
+        std::fs::read_dir(self.config_dir().join("logs"))
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    }
+
+    /// [`Profile::log_files`] but those in `earlier` (another run's).
+    fn log_files_except(&self, earlier: &BTreeSet<PathBuf>) -> String {
         let mut out = String::new();
-        for file in files {
-            if let Ok(bytes) = std::fs::read(&file) {
+        for file in self.log_paths().difference(earlier) {
+            if let Ok(bytes) = std::fs::read(file) {
                 out += &format!("==== {} ====\n", file.display());
                 out += &String::from_utf8_lossy(&bytes);
             }
@@ -819,6 +826,7 @@ impl Profile {
         let waited_for_lock = started.elapsed();
         let mounts = self.root.as_deref().map(Mounts::new);
         let xvfb = Xvfb::start(self.root.as_deref());
+        let earlier_logs = self.log_paths();
         let runtime_dir = self.home.path().join(".run");
         std::fs::create_dir_all(&runtime_dir).unwrap();
         std::fs::set_permissions(
@@ -881,6 +889,7 @@ impl Profile {
             readers,
             started: Instant::now(),
             waited_for_lock,
+            earlier_logs,
             xvfb,
             mounts,
             profile: Some(self),
@@ -1087,6 +1096,9 @@ pub struct ObsRun {
     readers: Vec<JoinHandle<()>>,
     started: Instant,
     waited_for_lock: Duration,
+    /// Log files of earlier runs with the same profile: this run's log is the rest (an
+    /// earlier run's "Shutting down" must not count as this one's).
+    earlier_logs: BTreeSet<PathBuf>,
     // Dropped in this order, after OBS is dead (see Drop).
     xvfb: Xvfb,
     mounts: Option<Mounts>,
@@ -1156,8 +1168,14 @@ impl ObsRun {
         format!(
             "==== {} stdout/stderr ====\n{output}{}",
             self.version(),
-            self.profile().log_files()
+            self.log_files()
         )
+    }
+
+    /// This run's log file(s) (OBS flushes each line there), not earlier runs' with the
+    /// same profile.
+    pub fn log_files(&self) -> String {
+        self.profile().log_files_except(&self.earlier_logs)
     }
 
     /// Whether the log contains `needle`.
@@ -1166,7 +1184,7 @@ impl ObsRun {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(needle)
-            || self.profile().log_files().contains(needle)
+            || self.log_files().contains(needle)
     }
 
     /// Waits until the log contains `needle`; false on timeout or if OBS exited first.

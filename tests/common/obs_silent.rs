@@ -92,7 +92,7 @@ pub struct ObsSilent {
 
 /// Detection lines `output` logged so far (in the log files: OBS flushes each line there).
 fn detections(obs: &ObsRun, output: Output) -> usize {
-    let log = obs.profile().log_files();
+    let log = obs.log_files();
     output
         .detections()
         .iter()
