@@ -46,22 +46,29 @@ fn side_by_side(name: &str) -> (ObsSilent, ObsSilent) {
     (builtin, goaway)
 }
 
+/// Neither OBS nor the plugin failed or hung (OBS quit when asked, the plugin never stopped
+/// the stream), and the recording decodes completely.
+fn assert_ran_and_decodes(run: &ObsSilent) {
+    let (m, o) = (&run.measured, &run.outcome);
+    assert!(m.publisher_ok, "OBS or the plugin failed:\n{o}\n{}", m.log);
+    assert!(
+        !m.corrupt,
+        "{} of {} recorded video frames decode:\n{o}",
+        run.decoded_video, o.video_frames
+    );
+}
+
 /// obs-goaway lost nothing: every video frame OBS handed it reached the recording, which
 /// decodes completely, and the stream ran its full length by the clock.
 fn assert_lossless(run: &ObsSilent) {
     let (m, o) = (&run.measured, &run.outcome);
-    assert!(m.publisher_ok, "OBS or the plugin failed:\n{o}\n{}", m.log);
+    assert_ran_and_decodes(run);
     assert!(o.obs_frames_output > 0, "OBS output no frame:\n{o}");
     assert_eq!(
         o.video_frames, o.obs_frames_output,
         "video frames recorded vs handed to obs-goaway by OBS:\n{o}"
     );
     assert_eq!(m.lost, 0, "frames lost to the resume buffer:\n{o}");
-    assert!(
-        !m.corrupt,
-        "{} of {} recorded video frames decode:\n{o}",
-        run.decoded_video, o.video_frames
-    );
     // OBS itself skips frames when the machine cannot encode in time; more than a second
     // of them would make the comparison above meaningless.
     assert!(
@@ -76,6 +83,24 @@ fn assert_stall_within(run: &ObsSilent, silence: Duration) {
         run.measured.longest_stall <= silence + STALL_SLACK,
         "stalled {:?} for a {silence:?} silence:\n{}",
         run.measured.longest_stall,
+        run.outcome
+    );
+}
+
+/// obs-goaway noticed `what` (the fault) within 3 s and published on a new connection.
+fn assert_noticed_and_reconnected(run: &ObsSilent, what: &str) {
+    let detected = run
+        .measured
+        .time_to_detect
+        .unwrap_or_else(|| panic!("{what} was never noticed:\n{}", run.outcome));
+    assert!(
+        detected <= Duration::from_secs(3),
+        "{what} noticed after {detected:?}:\n{}",
+        run.outcome
+    );
+    assert!(
+        run.measured.connections >= 2,
+        "never reconnected:\n{}",
         run.outcome
     );
 }
@@ -99,20 +124,7 @@ fn obs_29_silent_12_s_plugin_loses_nothing_where_obs_own_output_loses_video() {
     let silence = Duration::from_secs(12);
     let (builtin, goaway) = side_by_side("silent 12 s");
     assert_lossless(&goaway);
-    assert!(
-        goaway.measured.connections >= 2,
-        "never reconnected:\n{}",
-        goaway.outcome
-    );
-    let detected = goaway
-        .measured
-        .time_to_detect
-        .unwrap_or_else(|| panic!("the silence was never noticed:\n{}", goaway.outcome));
-    assert!(
-        detected <= Duration::from_secs(3),
-        "silence noticed after {detected:?}:\n{}",
-        goaway.outcome
-    );
+    assert_noticed_and_reconnected(&goaway, "the silence");
     assert_stall_within(&goaway, silence);
     assert!(
         builtin.measured.video_missing > 0,
@@ -150,27 +162,20 @@ fn assert_media_after_the_fault(run: &ObsSilent, case: &Case) {
 
 #[test]
 fn obs_29_path_change_plugin_moves_over_the_new_path_at_once_and_loses_nothing() {
-    let (_builtin, goaway) = side_by_side("path change");
+    let (builtin, goaway) = side_by_side("path change");
     assert_lossless(&goaway);
-    assert!(
-        goaway.measured.connections >= 2,
-        "never moved to the new path:\n{}",
-        goaway.outcome
-    );
-    let detected = goaway
-        .measured
-        .time_to_detect
-        .unwrap_or_else(|| panic!("the lost path was never noticed:\n{}", goaway.outcome));
-    assert!(
-        detected <= Duration::from_secs(3),
-        "the lost path noticed after {detected:?}:\n{}",
-        goaway.outcome
-    );
+    assert_noticed_and_reconnected(&goaway, "the lost path");
     assert!(
         goaway.measured.longest_stall <= Duration::from_secs(3),
         "stalled {:?} on a path change:\n{}",
         goaway.measured.longest_stall,
         goaway.outcome
+    );
+    // OBS's own output keeps writing to the vanished address until it gives up on it.
+    assert!(
+        builtin.measured.video_missing > 0,
+        "OBS's own output lost nothing on a path change?\n{}",
+        builtin.outcome
     );
 }
 
@@ -180,8 +185,7 @@ fn obs_29_silence_longer_than_a_4_s_buffer_plugin_drops_the_oldest_and_resumes_a
     let case = Case::named(name);
     let (_builtin, goaway) = side_by_side(name);
     let (m, o) = (&goaway.measured, &goaway.outcome);
-    // Neither failed nor hung: OBS quit by itself and the plugin never stopped the stream.
-    assert!(m.publisher_ok, "OBS or the plugin failed:\n{o}\n{}", m.log);
+    assert_ran_and_decodes(&goaway);
     assert!(
         m.lost > 0,
         "a 12 s silence fit a 4 s buffer? (no 'resume buffer full' line)\n{o}"
@@ -191,11 +195,6 @@ fn obs_29_silence_longer_than_a_4_s_buffer_plugin_drops_the_oldest_and_resumes_a
         m.video_missing <= u64::from(FPS) * 12,
         "{} video frames missing, more than the silence:\n{o}",
         m.video_missing
-    );
-    assert!(
-        !m.corrupt,
-        "{} of {} recorded video frames decode:\n{o}",
-        goaway.decoded_video, o.video_frames
     );
     assert!(!o.timestamps_restarted, "the clock restarted:\n{o}");
     // What the buffer could not hold is one gap in the timestamps, and the stream resumes
@@ -224,17 +223,27 @@ fn obs_29_tbf_at_half_the_bitrate_plugin_never_reconnects() {
     let case = Case::named(name);
     let (_builtin, goaway) = side_by_side(name);
     let (m, o) = (&goaway.measured, &goaway.outcome);
-    assert!(m.publisher_ok, "OBS or the plugin failed:\n{o}\n{}", m.log);
+    assert_ran_and_decodes(&goaway);
     assert_eq!(m.connections, 1, "reconnected on a slow link:\n{o}");
     assert!(
         m.time_to_detect.is_none(),
         "took a slow link for a dead one:\n{o}"
     );
     assert_eq!(m.lost, 0, "frames lost to the resume buffer:\n{o}");
+    // The link was slower than the stream: the plugin dropped video by OBS's congestion
+    // rules (it lets little unsent data sit in the socket, TCP_NOTSENT_LOWAT, so the backlog
+    // waits in its queue where the rules see it), no more than the slow time, and stayed
+    // live instead of falling behind.
+    assert!(m.video_missing > 0, "dropped nothing on a slow link:\n{o}");
     assert!(
-        !m.corrupt,
-        "{} of {} recorded video frames decode:\n{o}",
-        goaway.decoded_video, o.video_frames
+        m.video_missing <= u64::from(FPS) * 10,
+        "{} video frames missing, more than the slow time:\n{o}",
+        m.video_missing
+    );
+    assert!(
+        m.longest_stall <= Duration::from_secs(3),
+        "stalled {:?} on a slow link:\n{o}",
+        m.longest_stall
     );
     assert_media_after_the_fault(&goaway, &case);
 }

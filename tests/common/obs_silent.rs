@@ -87,8 +87,11 @@ fn goaway_service(server: &str, buffer_secs: Option<f64>) -> Value {
 /// What one run measured.
 #[derive(Debug)]
 pub struct ObsSilent {
-    /// The table's figures. `video_missing` is by the clock (frames a lossless stream of
-    /// this length has, less those recorded); `corrupt` means the recording does not decode
+    /// The table's figures. `video_missing` is the larger of two counts that each miss
+    /// some losses: by the clock (frames a lossless stream of this length has, less those
+    /// recorded: blind to frames dropped while OBS streams on after the quit request) and
+    /// in the timestamps' gaps (blind to frames an ingest skipped as repeats after OBS's own
+    /// output restarted its clock); `corrupt` means the recording does not decode
     /// completely; `frames_resent` and `lost` are obs-goaway's own counts (OBS's own output
     /// resends nothing: 0).
     pub measured: Measured,
@@ -218,7 +221,7 @@ pub fn run(version: ObsVersion, output: Output, case: &Case) -> ObsSilent {
         outcome.exit.status.success() && !outcome.exit.killed && !log.contains("stream stopped: ");
     let measured = Measured {
         video_frames: outcome.expected_video_frames,
-        video_missing: outcome.video_lost_by_clock.max(0) as u64,
+        video_missing: (outcome.video_lost_by_clock.max(0) as u64).max(outcome.video_lost_in_gaps),
         corrupt: decoded_video < outcome.video_frames,
         longest_stall: outcome.longest_stall,
         connections: outcome.connections,
