@@ -19,15 +19,8 @@ use obs_goaway::media::compare::compare;
 use obs_goaway::session::{self, SessionConfig};
 use obs_goaway::transport::RtmpUrl;
 
-fn case(name: &str) -> Case {
-    Case::all()
-        .into_iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no case {name}"))
-}
-
 fn run(name: &str) -> Measured {
-    let measured = silent::run(&case(name));
+    let measured = silent::run(&Case::named(name));
     eprintln!(
         "{}\n{}\npublisher:\n{}",
         Measured::header(&["case"]),

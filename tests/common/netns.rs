@@ -12,6 +12,7 @@
 //! keeps the server's address. Names are unique per test process and network, and [`Drop`]
 //! deletes everything. Needs root (and `ip`, `nft`, `tc`).
 
+use std::cell::Cell;
 use std::net::Ipv4Addr;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,8 +41,9 @@ pub struct Net {
     /// The ingest's namespace.
     pub ingest_ns: String,
     prefix: String,
-    /// Links from the publisher to the router made so far.
-    links: u32,
+    /// Links from the publisher to the router made so far (a cell: a path changes while a
+    /// silence or a rate limit, which borrow the network, may be in place).
+    links: Cell<u32>,
 }
 
 /// Runs `ip`/`nft`/`tc` arguments; panics with the tool's message if it fails.
@@ -105,12 +107,12 @@ impl Net {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         // Interface names are at most 15 bytes: "og" + pid + net + "a1".
         let prefix = format!("og{}n{n}", std::process::id() % 1_000_000);
-        let mut net = Self {
+        let net = Self {
             pub_ns: format!("{prefix}pub"),
             router_ns: format!("{prefix}rtr"),
             ingest_ns: format!("{prefix}ing"),
             prefix,
-            links: 0,
+            links: Cell::new(0),
         };
         for ns in [&net.pub_ns, &net.router_ns, &net.ingest_ns] {
             run(&["ip", "netns", "add", ns]);
@@ -178,9 +180,9 @@ impl Net {
 
     /// Adds the publisher's next link to the router and routes the ingest's address over
     /// it (behind any older link's route, which goes first while it exists).
-    fn add_link(&mut self) {
-        let n = self.links;
-        self.links += 1;
+    fn add_link(&self) {
+        let n = self.links.get();
+        self.links.set(n + 1);
         let (a, r) = self.link_names(n);
         let (a_ip, r_ip) = link_addrs(n);
         veth((&self.pub_ns, &a, &a_ip), (&self.router_ns, &r, &r_ip));
@@ -272,7 +274,7 @@ impl Net {
 
     /// Moves the path: a second link and route, then the first link deleted, so the old
     /// connection's local address is gone and its packets vanish.
-    pub fn change_path(&mut self) {
+    pub fn change_path(&self) {
         self.add_link();
         let (a, _) = self.link_names(0);
         run(&["ip", "-n", &self.pub_ns, "link", "del", &a]);

@@ -1,10 +1,13 @@
-//! Real OBS through a network that dies silently (issue 15), OBS's own RTMP output and
-//! obs-goaway side by side on the same fault: OBS runs in the publisher's network namespace
-//! (`common::netns`), the reference ingest (the code `goaway serve` runs, with its defaults)
-//! listens in the ingest's, and that namespace drops every packet for a while, from
-//! [`SILENCE_AT`] after the first frame arrived. Shared by tests/obs_silent_network.rs (which
-//! asserts) and benches/obs_silent_network.rs (which prints the table); the figures are the
-//! ones the CLI's silent-network cases report (`common::silent::Measured`).
+//! Real OBS through a network that fails the way real ones do (issue 15), OBS's own RTMP
+//! output and obs-goaway side by side on the same fault: OBS runs in the publisher's network
+//! namespace (`common::netns`), the reference ingest (the code `goaway serve` runs, with its
+//! defaults) listens in the ingest's, and one of `common::silent`'s cases happens [`Case::at`]
+//! after the first frame arrived: the ingest's namespace drops every packet for a while (with
+//! the plugin's resume buffer shortened where the case says so), the publisher's link is
+//! replaced by another (a path change), or the path is rate-limited with `tbf`. Shared by
+//! tests/obs_silent_network.rs (which asserts) and benches/obs_silent_network.rs (which prints
+//! the table); the figures are the ones the CLI's cases report (`common::silent::Measured`),
+//! so the OBS rows and the CLI's are the same cases measured the same way.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -12,19 +15,17 @@ use std::time::Duration;
 use obs_goaway::ingest::{Ingest, IngestConfig};
 use serde_json::{json, Value};
 
-use super::netns::Net;
+use super::netns::{Net, Silence, Slow};
 use super::obs::{
     ingest_runtime, received, rtmp_custom, start_streaming, stop_and_measure, Arrivals, ObsRun,
     ObsVersion, PluginInstall, ProfileBuilder, ScenarioOutcome, SCENARIO_KEY,
 };
-use super::silent::{number_before, Measured};
+use super::silent::{number_before, Case, Fault, Measured};
 
-/// When the path goes silent, after the first frame reached the ingest.
-pub const SILENCE_AT: Duration = Duration::from_secs(9);
 /// How long a run streams at least (issue 15's runs: 36 s).
 const RUN: Duration = Duration::from_secs(36);
-/// How long a run streams on after the path is back, at least: time to resume and resend.
-const AFTER_SILENCE: Duration = Duration::from_secs(10);
+/// How long a run streams on after the fault is over, at least: time to resume and resend.
+const AFTER_FAULT: Duration = Duration::from_secs(10);
 /// How often the run's clock looks at the ingest and at OBS's log.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -49,13 +50,14 @@ impl Output {
         }
     }
 
-    /// The profile streaming to `server` with this output.
-    fn profile(self, version: ObsVersion, server: &str) -> ProfileBuilder {
+    /// The profile streaming to `server` with this output, for `case` (OBS's own output
+    /// has no resume buffer: a case's buffer only shortens obs-goaway's).
+    fn profile(self, version: ObsVersion, server: &str, case: &Case) -> ProfileBuilder {
         let profile = ProfileBuilder::new(version);
         match self {
             Self::Builtin => profile.service(rtmp_custom(server, SCENARIO_KEY)),
             Self::Goaway => profile
-                .service(goaway_service(server))
+                .service(goaway_service(server, case.buffer_secs))
                 .plugin(PluginInstall::obs_goaway()),
         }
     }
@@ -71,16 +73,25 @@ impl Output {
     }
 }
 
-/// `service.json` for obs-goaway's service.
-fn goaway_service(server: &str) -> Value {
-    json!({"type": "goaway_rtmp_service", "settings": {"server": server, "key": SCENARIO_KEY}})
+/// `service.json` for obs-goaway's service; `buffer_secs` sets its resume buffer's length
+/// (whole seconds in the plugin's settings, as its dialog offers them).
+fn goaway_service(server: &str, buffer_secs: Option<f64>) -> Value {
+    let mut service =
+        json!({"type": "goaway_rtmp_service", "settings": {"server": server, "key": SCENARIO_KEY}});
+    if let Some(secs) = buffer_secs {
+        service["settings"]["goaway_buffer_secs"] = json!(secs.round() as i64);
+    }
+    service
 }
 
 /// What one run measured.
 #[derive(Debug)]
 pub struct ObsSilent {
-    /// The table's figures. `video_missing` is by the clock (frames a lossless stream of
-    /// this length has, less those recorded); `corrupt` means the recording does not decode
+    /// The table's figures. `video_missing` is the larger of two counts that each miss
+    /// some losses: by the clock (frames a lossless stream of this length has, less those
+    /// recorded: blind to frames dropped while OBS streams on after the quit request) and
+    /// in the timestamps' gaps (blind to frames an ingest skipped as repeats after OBS's own
+    /// output restarted its clock); `corrupt` means the recording does not decode
     /// completely; `frames_resent` and `lost` are obs-goaway's own counts (OBS's own output
     /// resends nothing: 0).
     pub measured: Measured,
@@ -100,8 +111,42 @@ fn detections(obs: &ObsRun, output: Output) -> usize {
         .sum()
 }
 
-/// Streams with `version` and `output` through a path silent for `silence`, and measures it.
-pub fn run(version: ObsVersion, output: Output, silence: Duration) -> ObsSilent {
+/// A fault in place, undone when its guard drops at the case's end (a path change has
+/// nothing to undo).
+enum Ongoing<'a> {
+    Silent { _guard: Silence<'a> },
+    Slow { _guard: Slow<'a> },
+    Over,
+}
+
+/// Starts `fault` on `net`; what it is, for the timeline.
+fn begin(net: &Net, fault: Fault) -> (Ongoing<'_>, String) {
+    let secs = fault.length().as_secs_f32();
+    match fault {
+        Fault::Silence(_) => (
+            Ongoing::Silent {
+                _guard: net.silent(),
+            },
+            format!("the ingest's namespace drops every packet for {secs:.1}s"),
+        ),
+        Fault::PathChange => {
+            net.change_path();
+            (
+                Ongoing::Over,
+                "path change: a second link to the router, the first one deleted".into(),
+            )
+        }
+        Fault::Slow(kbit, _) => (
+            Ongoing::Slow {
+                _guard: net.slow(kbit),
+            },
+            format!("the path is limited to {kbit} kbit/s (tbf) for {secs:.1}s"),
+        ),
+    }
+}
+
+/// Streams with `version` and `output` through `case`'s fault, and measures it.
+pub fn run(version: ObsVersion, output: Output, case: &Case) -> ObsSilent {
     version.require();
     let net = Net::new();
     let runtime = ingest_runtime();
@@ -113,11 +158,15 @@ pub fn run(version: ObsVersion, output: Output, silence: Duration) -> ObsSilent 
         })
         .expect("starting the ingest in its namespace");
     let server = format!("rtmp://{}:1935/live", net.ingest_addr());
-    let profile = output.profile(version, &server).netns(&net.pub_ns).build();
+    let profile = output
+        .profile(version, &server, case)
+        .netns(&net.pub_ns)
+        .build();
     let (obs, first_frame, mut timeline) = start_streaming(profile, &ingest, "the ingest", &server);
-    let end = RUN.max(SILENCE_AT + silence + AFTER_SILENCE);
+    let length = case.fault.length();
+    let end = RUN.max(case.at + length + AFTER_FAULT);
     let mut arrivals = Arrivals::default();
-    let mut silent = None;
+    let mut ongoing = Ongoing::Over;
     let mut fault_at = None;
     let mut detections_before = 0;
     let mut time_to_detect = None;
@@ -125,21 +174,16 @@ pub fn run(version: ObsVersion, output: Output, silence: Duration) -> ObsSilent 
         let now = first_frame.elapsed();
         arrivals.sample(now, received(&ingest), &mut timeline);
         match fault_at {
-            None if now >= SILENCE_AT => {
+            None if now >= case.at => {
                 detections_before = detections(&obs, output);
-                silent = Some(net.silent());
+                let (fault, what) = begin(&net, case.fault);
+                ongoing = fault;
                 fault_at = Some(now);
-                timeline.push((
-                    now,
-                    format!(
-                        "the ingest's namespace drops every packet for {:.1}s",
-                        silence.as_secs_f32()
-                    ),
-                ));
+                timeline.push((now, what));
             }
             Some(at) => {
-                if silent.is_some() && now >= at + silence {
-                    silent = None;
+                if !matches!(ongoing, Ongoing::Over) && now >= at + length {
+                    ongoing = Ongoing::Over;
                     timeline.push((now, "the path is back".into()));
                 }
                 if time_to_detect.is_none() && detections(&obs, output) > detections_before {
@@ -155,7 +199,7 @@ pub fn run(version: ObsVersion, output: Output, silence: Duration) -> ObsSilent 
         // The run's clock: the fault's schedule and the samples.
         std::thread::sleep(TICK);
     }
-    drop(silent);
+    drop(ongoing);
     let streamed = first_frame.elapsed();
     let outcome = stop_and_measure(obs, timeline, &[("ingest", &ingest)], streamed, &arrivals);
     drop(ingest);
@@ -177,7 +221,7 @@ pub fn run(version: ObsVersion, output: Output, silence: Duration) -> ObsSilent 
         outcome.exit.status.success() && !outcome.exit.killed && !log.contains("stream stopped: ");
     let measured = Measured {
         video_frames: outcome.expected_video_frames,
-        video_missing: outcome.video_lost_by_clock.max(0) as u64,
+        video_missing: (outcome.video_lost_by_clock.max(0) as u64).max(outcome.video_lost_in_gaps),
         corrupt: decoded_video < outcome.video_frames,
         longest_stall: outcome.longest_stall,
         connections: outcome.connections,

@@ -75,6 +75,16 @@ pub enum Fault {
     Slow(u32, Duration),
 }
 
+impl Fault {
+    /// How long the fault lasts (a path change is over at once).
+    pub fn length(self) -> Duration {
+        match self {
+            Self::Silence(length) | Self::Slow(_, length) => length,
+            Self::PathChange => Duration::ZERO,
+        }
+    }
+}
+
 /// One scenario.
 #[derive(Debug, Clone)]
 pub struct Case {
@@ -121,6 +131,14 @@ impl Case {
                 buffer_secs: None,
             },
         ]
+    }
+
+    /// The case of [`Case::all`] called `name`; panics if there is none.
+    pub fn named(name: &str) -> Self {
+        Self::all()
+            .into_iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no case {name}"))
     }
 }
 
@@ -233,7 +251,7 @@ fn video(tags: &[Tag]) -> Vec<Tag> {
 /// Runs `case` and measures it.
 pub fn run(case: &Case) -> Measured {
     let input = input();
-    let mut net = Net::new();
+    let net = Net::new();
     let dir = tempfile::tempdir().unwrap();
     let mut serve = net.command(&net.ingest_ns, GOAWAY);
     serve
