@@ -72,13 +72,8 @@ fn shot(obs: &ObsRun, area: (i32, i32, u32, u32), path: &Path) {
 
 /// The raw pixels of the screen area `(x, y, width, height)`.
 fn pixels(obs: &ObsRun, (x, y, w, h): (i32, i32, u32, u32)) -> Vec<u8> {
-    let output = Command::new("import")
-        .args([
-            "-display",
-            &format!(":{}", obs.display()),
-            "-window",
-            "root",
-        ])
+    let output = obs
+        .import()
         .args(["-crop", &format!("{w}x{h}+{x}+{y}"), "rgb:-"])
         .output()
         .expect("running ImageMagick import");

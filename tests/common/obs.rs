@@ -1223,22 +1223,26 @@ impl ObsRun {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Saves a screenshot of the whole display (ImageMagick `import -window root`).
-    pub fn screenshot(&self, path: &Path) {
+    /// ImageMagick's `import` grabbing this run's whole display; the caller adds options
+    /// and the output.
+    pub fn import(&self) -> Command {
         assert!(
             has_command("import"),
             "import is required for screenshots (apt-get install imagemagick)"
         );
-        let status = Command::new("import")
-            .args([
-                "-display",
-                &format!(":{}", self.display()),
-                "-window",
-                "root",
-            ])
-            .arg(path)
-            .status()
-            .expect("running import");
+        let mut import = Command::new("import");
+        import.args([
+            "-display",
+            &format!(":{}", self.display()),
+            "-window",
+            "root",
+        ]);
+        import
+    }
+
+    /// Saves a screenshot of the whole display.
+    pub fn screenshot(&self, path: &Path) {
+        let status = self.import().arg(path).status().expect("running import");
         assert!(status.success(), "import failed for {}", path.display());
     }
 

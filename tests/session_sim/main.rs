@@ -228,6 +228,18 @@ fn a_user_move_is_make_before_break_even_when_configured_otherwise() {
     assert_eq!(report.cutovers[0].kind, CutoverKind::MakeBeforeBreak);
 }
 
+/// A 6.6 s stream to a server that takes one publisher per key and, having noticed
+/// nothing of a connection that went silent, holds its key for 8.9 s.
+fn key_holding_world() -> World {
+    let mut world = World::new(Stream {
+        duration: secs(6.6),
+        ..Stream::default()
+    });
+    world.servers[0].single_publisher = true;
+    world.servers[0].idle_timeout = secs(8.9);
+    world
+}
+
 #[test]
 fn a_user_move_while_a_refused_move_reconnects_keeps_reconnecting() {
     // The first move's standby is refused (the server holds the key), so that move breaks
@@ -235,12 +247,7 @@ fn a_user_move_while_a_refused_move_reconnects_keeps_reconnecting() {
     // timeout, and a second user move arrives while the stream reconnects (soak seed
     // 237822: it became make-before-break with nothing to stand by for, and waited
     // forever). The server then holds the silent connection's key for 9 s.
-    let mut world = World::new(Stream {
-        duration: secs(6.6),
-        ..Stream::default()
-    });
-    world.servers[0].single_publisher = true;
-    world.servers[0].idle_timeout = secs(8.9);
+    let mut world = key_holding_world();
     world.faults = vec![
         at(1.5, Fault::UserMove { server: 0 }),
         at(
@@ -266,12 +273,7 @@ fn a_key_held_past_the_quick_retries_is_retried_from_the_schedules_start() {
     // A silence makes the stream reconnect while the server still holds the silent
     // connection's key (for 9 s after the path is back): after the quick retries, the
     // reconnection schedule starts over at 2 s, 3 s... (it used to jump to its 30 s end).
-    let mut world = World::new(Stream {
-        duration: secs(6.6),
-        ..Stream::default()
-    });
-    world.servers[0].single_publisher = true;
-    world.servers[0].idle_timeout = secs(8.9);
+    let mut world = key_holding_world();
     world.faults = vec![at(
         2.6,
         Fault::SilentLoss {
