@@ -2,6 +2,7 @@
 //! a [`LiveOutput`] and reports back to OBS (data capture, status bar, errors, reconnects).
 
 use std::ffi::{c_char, c_void};
+use std::path::Path;
 use std::ptr;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -38,7 +39,7 @@ use crate::media::VideoCodec;
 use crate::session::{
     Cause, CutoverKind, DynamicBitrate, Resolver, SessionError, SessionEvent, SessionHandle,
 };
-use crate::transport::{IpFamily, LocalEnd};
+use crate::transport::{tls, IpFamily, LocalEnd};
 
 /// The output's audio index of the Twitch VOD track (OBS's frontend puts it there).
 const VOD_TRACK: u64 = 1;
@@ -234,6 +235,12 @@ impl Output {
             if let Some(local) = local {
                 config.link.local = local;
             }
+            // For rtmps:// (the service's own, or a server a move names): the CAs OBS's own
+            // RTMPS output trusts, read at each stream start.
+            config.link.tls = Some(
+                tls::client_config_with_dir(Path::new(tls::SYSTEM_CA_DIR))
+                    .map_err(|error| error.to_string())?,
+            );
             config.congestion = Some(Default::default());
             config.dynamic_bitrate = dynamic_bitrate;
             log::info!("connecting to {} ({described})", config.url);
