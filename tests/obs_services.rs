@@ -617,6 +617,12 @@ fn settings_stream_saved_in_the_ui(version: ObsVersion) {
         Duration::from_secs(10),
     );
     let server_b = format!("rtmp://{}/app", ingest_b.local_addrs()[0]);
+    // The plugin logs that before it has saved the wrapping service.
+    wait_until(
+        format!("{version}: service.json to name the plugin's service"),
+        Duration::from_secs(10),
+        || obs.profile().service_json()["type"] == "goaway_rtmp_service",
+    );
     let saved = obs.profile().service_json();
     assert_eq!(saved["type"], "goaway_rtmp_service", "{saved}");
     assert_eq!(

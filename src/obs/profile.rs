@@ -16,7 +16,8 @@ use obs_sys::{
     obs_data_set_string, obs_data_unset_user_value, obs_frontend_get_profile_config,
     obs_frontend_get_streaming_service, obs_frontend_save_streaming_service,
     obs_frontend_set_streaming_service, obs_queue_task, obs_service_create,
-    obs_service_get_settings, obs_service_get_type, obs_service_release, obs_task_type_OBS_TASK_UI,
+    obs_service_get_settings, obs_service_get_type, obs_service_release,
+    obs_task_type_OBS_TASK_DESTROY, obs_task_type_OBS_TASK_UI,
 };
 use obs_wrapper::data::DataObj;
 use obs_wrapper::wrapper::PtrWrapper;
@@ -460,6 +461,12 @@ pub(crate) fn profile_unloading() {
 /// new service is wrapped in turn, with our options, so lossless streaming stays on. That
 /// happens in a task on OBS's UI thread, once the frontend's own call (which is destroying
 /// ours right now) is over.
+///
+/// The task goes through libobs's destroy thread first: the frontend runs a UI task queued
+/// from the UI thread itself at once (Qt::AutoConnection, OBS 29 to 32), and Settings ->
+/// Stream saves on the UI thread, with ours still the profile's service until the frontend
+/// has dropped it: the new service was never wrapped. Queued from another thread, the UI
+/// task waits for the UI thread's current call to end.
 pub(crate) fn service_destroyed(settings: Option<DataObj<'static>>) {
     if REPLACING.load(Ordering::Acquire) != 0
         || FRONTEND_DROPS_SERVICE.load(Ordering::Acquire)
@@ -472,12 +479,18 @@ pub(crate) fn service_destroyed(settings: Option<DataObj<'static>>) {
     // SAFETY: the task takes the box back exactly once.
     unsafe {
         obs_queue_task(
-            obs_task_type_OBS_TASK_UI,
-            Some(rewrap_task),
+            obs_task_type_OBS_TASK_DESTROY,
+            Some(queue_rewrap_task),
             param.cast(),
             false,
         );
     }
+}
+
+/// On libobs's destroy thread: queues [`rewrap_task`] for the UI thread.
+unsafe extern "C" fn queue_rewrap_task(param: *mut c_void) {
+    // SAFETY: the box `service_destroyed` queued passes on to `rewrap_task`, untouched.
+    unsafe { obs_queue_task(obs_task_type_OBS_TASK_UI, Some(rewrap_task), param, false) };
 }
 
 unsafe extern "C" fn rewrap_task(param: *mut c_void) {
