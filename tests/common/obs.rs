@@ -182,7 +182,10 @@ fn command_in(root: Option<&Path>, program: &str, trusted_certs: Option<&Path>) 
     let mut command = Command::new("setpriv");
     command.args(["--pdeathsig", "KILL"]);
     if let Some(certs) = trusted_certs {
-        let system = root.unwrap_or(Path::new("/")).join("etc/ssl/certs");
+        let system = root.map_or_else(
+            || PathBuf::from("/etc/ssl/certs"),
+            |r| r.join("etc/ssl/certs"),
+        );
         command
             .args(["unshare", "--mount", "--propagation", "private"])
             .args([
