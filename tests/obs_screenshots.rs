@@ -288,11 +288,7 @@ fn settings_stream_page(version: ObsVersion) {
         .plugin(PluginInstall::obs_goaway())
         .build();
     let obs = profile.start(OnStart::Idle);
-    open_menu(&obs, "f");
-    obs.xdotool(&["key", "s"]);
-    let settings = obs
-        .wait_for_window("^Settings$", Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("{version}: no Settings window\n{}", obs.log()));
+    let settings = obs.open_settings();
     obs.xdotool(&["windowmove", &settings, "0", "0"]);
     obs.xdotool(&["windowfocus", "--sync", &settings]);
     let area = geometry(&obs, &settings);

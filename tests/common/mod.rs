@@ -151,35 +151,26 @@ impl Nginx {
         let tls_port = tls.map(|_| free_port());
         let (load_stream, stream_block) = match (tls, tls_port) {
             (Some((cert, key)), Some(tls_port)) => (
-                "load_module /usr/lib/nginx/modules/ngx_stream_module.so;".to_string(),
-                format!(
-                    "stream {{ server {{ listen 127.0.0.1:{tls_port} ssl; ssl_certificate {}; \
-                     ssl_certificate_key {}; proxy_half_close on; proxy_pass 127.0.0.1:{port}; }} }}",
-                    cert.display(),
-                    key.display()
+                STREAM_MODULE,
+                tls_proxy(
+                    tls_port,
+                    cert,
+                    key,
+                    SocketAddr::from(([127, 0, 0, 1], port)),
                 ),
             ),
-            _ => (String::new(), String::new()),
+            _ => ("", String::new()),
         };
-        let conf = format!(
-            "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n{load_stream}\n\
-             daemon off; master_process off; worker_processes 1; error_log {dir}/error.log info; pid {dir}/nginx.pid;\n\
-             events {{ worker_connections 64; }}\n\
-             rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096; application live {{ live on; record all; record_path {dir}; record_unique on; }} }} }}\n\
-             {stream_block}",
-            dir = dir.display()
+        let guard = spawn_nginx(
+            dir,
+            "nginx.conf",
+            &format!("load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n{load_stream}"),
+            &format!(
+                "rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096; application live {{ live on; record all; record_path {dir}; record_unique on; }} }} }}\n\
+                 {stream_block}",
+                dir = dir.display()
+            ),
         );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-p")
-            .arg(dir)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting nginx");
-        let guard = Guard(child);
         wait_for_port(port);
         if let Some(p) = tls_port {
             wait_for_port(p);
@@ -237,6 +228,68 @@ impl Nginx {
             .collect();
         files.sort();
         files
+    }
+}
+
+/// nginx in the foreground, loading `modules` and running `servers` (its `rtmp` and
+/// `stream` blocks), its configuration written to `dir/name`, its logs and pid file in `dir`.
+fn spawn_nginx(dir: &Path, name: &str, modules: &str, servers: &str) -> Guard {
+    let conf = format!(
+        "{modules}\ndaemon off; master_process off; worker_processes 1; error_log {dir}/error.log info; pid {dir}/nginx.pid;\n\
+         events {{ worker_connections 64; }}\n{servers}",
+        dir = dir.display()
+    );
+    let conf_path = dir.join(name);
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&conf_path)
+        .arg("-p")
+        .arg(dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting nginx");
+    Guard(child)
+}
+
+/// nginx's stream module, which [`tls_proxy`] needs.
+const STREAM_MODULE: &str = "load_module /usr/lib/nginx/modules/ngx_stream_module.so;";
+
+/// An nginx `stream` block terminating TLS on 127.0.0.1:`port` with `cert` and `key` and
+/// passing the plaintext to `upstream`, as RTMPS ingests (YouTube's) sit behind a TLS front
+/// end. It half-closes, so a FIN from the publisher reaches the server.
+fn tls_proxy(port: u16, cert: &Path, key: &Path, upstream: SocketAddr) -> String {
+    format!(
+        "stream {{ server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {}; \
+         ssl_certificate_key {}; proxy_half_close on; proxy_pass {upstream}; }} }}",
+        cert.display(),
+        key.display()
+    )
+}
+
+/// nginx as a TLS terminator alone, in front of any plain RTMP server (the reference
+/// ingest, which can send Go Away): `rtmps://localhost:port/...` reaches `upstream`.
+pub struct TlsTerminator {
+    pub port: u16,
+    _guard: Guard,
+}
+
+impl TlsTerminator {
+    /// Starts it with its configuration and logs in `dir`.
+    pub fn start(dir: &Path, cert: &Path, key: &Path, upstream: SocketAddr) -> Self {
+        require("nginx", "nginx libnginx-mod-stream");
+        let port = free_port();
+        let guard = spawn_nginx(
+            dir,
+            "tls-terminator.conf",
+            STREAM_MODULE,
+            &tls_proxy(port, cert, key, upstream),
+        );
+        wait_for_port(port);
+        Self {
+            port,
+            _guard: guard,
+        }
     }
 }
 

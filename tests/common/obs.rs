@@ -181,7 +181,15 @@ impl fmt::Display for ObsVersion {
 /// --pdeathsig`): a test process killed in any way (a CI timeout) leaves no OBS or Xvfb
 /// behind. Start and stop a run from the same thread. `ip netns exec`, `setpriv` and
 /// `chroot` each exec the next, so the child's pid is the program's.
-fn command_in(root: Option<&Path>, netns: Option<&str>, program: &str) -> Command {
+///
+/// With `trusted_certs`, that directory stands in for the system's `/etc/ssl/certs` (the
+/// root's) for this command only: bind-mounted in a mount namespace of its own.
+fn command_in(
+    root: Option<&Path>,
+    netns: Option<&str>,
+    program: &str,
+    trusted_certs: Option<&Path>,
+) -> Command {
     let mut command = match netns {
         Some(netns) => {
             let mut command = Command::new("ip");
@@ -191,6 +199,22 @@ fn command_in(root: Option<&Path>, netns: Option<&str>, program: &str) -> Comman
         None => Command::new("setpriv"),
     };
     command.args(["--pdeathsig", "KILL"]);
+    if let Some(certs) = trusted_certs {
+        let system = root.map_or_else(
+            || PathBuf::from("/etc/ssl/certs"),
+            |r| r.join("etc/ssl/certs"),
+        );
+        command
+            .args(["unshare", "--mount", "--propagation", "private"])
+            .args([
+                "sh",
+                "-c",
+                r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#,
+                "sh",
+            ])
+            .arg(certs)
+            .arg(system);
+    }
     if let Some(root) = root {
         command.arg("chroot").arg(root);
     }
@@ -378,6 +402,7 @@ pub struct ProfileBuilder {
     keyint_secs: u32,
     size: (u32, u32),
     fps: u32,
+    trusted_ca: Option<PathBuf>,
     lavfi: String,
     websocket_port: Option<u16>,
     plugins: Vec<PluginInstall>,
@@ -397,6 +422,7 @@ impl ProfileBuilder {
             keyint_secs: 2,
             size: (320, 240),
             fps: 30,
+            trusted_ca: None,
             lavfi: String::new(),
             websocket_port: None,
             plugins: Vec::new(),
@@ -445,6 +471,15 @@ impl ProfileBuilder {
     /// `[out1]` (default: `testsrc` at the profile's size and rate, and a 440 Hz `sine`).
     pub fn lavfi(mut self, graph: &str) -> Self {
         self.lavfi = graph.to_owned();
+        self
+    }
+
+    /// OBS trusts `ca` (a PEM file) and nothing else for TLS: OBS's own RTMPS output reads
+    /// its CAs only from `/etc/ssl/certs` on Linux (every file there), and the plugin reads
+    /// them there too, so OBS runs with a directory holding only `ca` mounted there for it
+    /// alone (the machine's and the roots' trust stores stay untouched).
+    pub fn trusted_ca(mut self, ca: &Path) -> Self {
+        self.trusted_ca = Some(ca.to_owned());
         self
     }
 
@@ -548,6 +583,12 @@ impl ProfileBuilder {
                 copy_dir(locale, &base.join("data/locale"));
             }
         }
+        let trusted_certs = self.trusted_ca.as_ref().map(|ca| {
+            let dir = home.path().join(".trusted-certs");
+            let pem = std::fs::read(ca).unwrap_or_else(|e| panic!("{}: {e}", ca.display()));
+            write_file(&dir.join("obs-goaway-test-ca.pem"), pem);
+            dir
+        });
         Profile {
             version: self.version,
             root,
@@ -555,6 +596,7 @@ impl ProfileBuilder {
             websocket_port: self.websocket_port,
             fps: self.fps,
             netns: self.netns,
+            trusted_certs,
             home,
         }
     }
@@ -742,6 +784,8 @@ pub struct Profile {
     fps: u32,
     /// The network namespace OBS runs in (`None`: the test's).
     netns: Option<String>,
+    /// The directory OBS sees as `/etc/ssl/certs` (a host path), if not the system's.
+    trusted_certs: Option<PathBuf>,
     home: tempfile::TempDir,
 }
 
@@ -834,7 +878,12 @@ impl Profile {
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         )
         .unwrap();
-        let mut command = command_in(self.root.as_deref(), self.netns.as_deref(), "obs");
+        let mut command = command_in(
+            self.root.as_deref(),
+            self.netns.as_deref(),
+            "obs",
+            self.trusted_certs.as_deref(),
+        );
         command
             .args(["--multi", "--minimize-to-tray"])
             .args((on_start == OnStart::Stream).then_some("--startstreaming"))
@@ -1033,7 +1082,7 @@ struct Xvfb {
 
 impl Xvfb {
     fn start(root: Option<&Path>) -> Self {
-        let mut child = command_in(root, None, "Xvfb")
+        let mut child = command_in(root, None, "Xvfb", None)
             .args([
                 "-displayfd",
                 "1",
@@ -1271,6 +1320,22 @@ impl ObsRun {
             window.is_some()
         });
         window
+    }
+
+    /// Opens Settings from the keyboard as a user does (OBS's `&File` menu, `&Settings`) and
+    /// returns its window once shown, the page list focused on General. Qt hands keys to
+    /// an open menu whichever window X gave them to, so the keys need no pause between them.
+    pub fn open_settings(&self) -> String {
+        let main = self
+            .wait_for_window(MAIN_WINDOW, Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("{}: no main window\n{}", self.version(), self.log()));
+        self.xdotool(&["windowfocus", "--sync", &main]);
+        self.xdotool(&["key", "alt+f", "s"]);
+        let settings = self
+            .wait_for_window("^Settings$", Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{}: no Settings window\n{}", self.version(), self.log()));
+        self.xdotool(&["windowfocus", "--sync", &settings]);
+        settings
     }
 
     /// Connects to obs-websocket (enabled with [`ProfileBuilder::websocket`]) once OBS is
