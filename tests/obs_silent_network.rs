@@ -233,6 +233,8 @@ fn obs_29_silence_longer_than_a_4_s_buffer_plugin_drops_the_oldest_and_resumes_a
         "recorded video timestamps go backwards:\n{o}"
     );
     assert_media_after_the_fault(&goaway, &case);
+    // Past the buffer the race goes on, a fresh connection every second.
+    assert_stall_within(&goaway, case.fault.length() + Duration::from_secs(1));
 }
 
 #[test]

@@ -101,6 +101,9 @@ fn a_silence_longer_than_the_buffer_loses_only_the_oldest_and_continues() {
         m.video_missing,
         m.log
     );
+    // Past the buffer the race goes on, a fresh connection every second (not one attempt
+    // in TCP's SYN backoff, seconds past the path's return).
+    assert_stall_within(&m, Duration::from_secs(12 + 1));
 }
 
 #[test]

@@ -54,6 +54,15 @@ impl ReconnectPolicy {
         let scaled = self.initial_delay.as_secs_f64() * self.factor.powi(attempt.min(64) as i32);
         Duration::from_secs_f64(scaled.min(self.max_delay.as_secs_f64()))
     }
+
+    /// How long the schedule waits in all before it gives up: the sum of its delays (its
+    /// attempts add their own connect time). A race for the way back from a silent path
+    /// tries for as long before giving up as the schedule would.
+    pub fn span(&self) -> Duration {
+        (0..self.max_retries)
+            .map(|attempt| self.delay(attempt))
+            .sum()
+    }
 }
 
 /// What to do after a reconnection attempt failed with `error`.
@@ -151,5 +160,10 @@ mod tests {
         assert_eq!(obs.delay(1), Duration::from_secs(2));
         assert_eq!(obs.delay(2), Duration::from_secs(3));
         assert_eq!(obs.delay(60), Duration::from_secs(30));
+        let three = ReconnectPolicy {
+            max_retries: 3,
+            ..ReconnectPolicy::default()
+        };
+        assert_eq!(three.span(), Duration::from_secs(5), "0 + 2 + 3 s");
     }
 }

@@ -429,25 +429,51 @@ fn a_silent_path_races_fresh_connections_within_a_second_and_drops_nothing() {
 }
 
 /// TCP backs off while the path is silent: the old connection would stay mute seconds
-/// after the path returns (12 s of silence: its retransmission comes at 12.6 s).
-/// Past the buffer's length the race stops, once per silence (not again while the old
-/// connection stays silent), and the normal schedule brings the stream back after the
-/// silence, oldest groups lost.
+/// after the path returns (12 s of silence: its retransmission comes at 12.6 s), and so
+/// would a single new attempt (its SYNs at 1, 3, 7 s...). Past the buffer's length the
+/// race goes on, a fresh attempt a second: the stream is back within about a second of
+/// the path, oldest groups lost.
 #[test]
-fn a_silence_longer_than_the_buffer_races_once_then_reconnects_on_schedule() {
+fn a_silence_longer_than_the_buffer_keeps_racing_and_is_back_within_a_second() {
     let mut world = silent_world(12.0);
     world.config.buffer.max_duration = secs(2.0);
     let (report, outcome) = simulate(world);
-    // Silent from 2 s, racing from 3 s until the buffer's 2 s are up; the old connection
-    // ends by its write timeout at 7 s.
-    let again: Vec<_> = outcome
-        .opens
-        .iter()
-        .filter(|(at, _, _)| *at > secs(5.1) && *at < secs(6.9))
-        .collect();
-    assert!(again.is_empty(), "raced again: {again:?}");
     assert!(report.lost > 0, "12 s fit a 2 s buffer?");
     assert_eq!(report.cutovers.len(), 1, "{:?}", report.cutovers);
+    // Silent from 2 s, racing from 3 s, past the buffer from 5 s: an attempt a second.
+    let past: Vec<Duration> = outcome
+        .opens
+        .iter()
+        .map(|(at, _, _)| *at)
+        .filter(|at| *at > secs(5.3) && *at <= secs(14.0))
+        .collect();
+    assert!(past.len() >= 8, "attempts past the buffer: {past:?}");
+    assert!(
+        past.windows(2).all(|w| w[1] - w[0] <= secs(1.05)),
+        "attempts past the buffer: {past:?}"
+    );
+    let stall = longest_stall(&outcome);
+    assert!(stall <= secs(12.0 + 1.0 + 0.3), "stalled {stall:?}");
+}
+
+/// A path that never comes back: the race gives up when the reconnection schedule would
+/// have (3 attempts: 0 + 2 + 3 s), after the buffer's length.
+#[test]
+fn a_path_silent_for_good_gives_up_when_the_schedule_would_have() {
+    let mut world = silent_world(600.0);
+    world.config.buffer.max_duration = secs(2.0);
+    world.config.reconnect.max_retries = 3;
+    let outcome = sim::run(world);
+    match &outcome.result {
+        Err(SessionError::GaveUp { attempts, .. }) if *attempts > 3 => {}
+        other => panic!("expected giving up after the race's attempts: {other:?}"),
+    }
+    // Declared dead about 3 s in, then the buffer's 2 s and the schedule's 5 s.
+    assert!(
+        outcome.ended_at >= secs(9.9) && outcome.ended_at <= secs(11.5),
+        "gave up at {:?}",
+        outcome.ended_at
+    );
 }
 
 #[test]

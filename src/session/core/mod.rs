@@ -232,7 +232,10 @@ impl SessionCore {
                 );
             }
         }
-        self.race_timeout(now);
+        if let Err(error) = self.race_timeout(now) {
+            self.outcome = Some(Err(error));
+            return;
+        }
         if self.connecting.is_none() {
             if let Some((at, purpose)) = self.retry {
                 if now >= at {

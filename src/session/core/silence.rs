@@ -2,7 +2,7 @@
 //! link failing, a NAT forgetting the connection).
 //!
 //! The active link's TCP state tells a silent path from a slow one (see
-//! [`PathWatch`](crate::transport::PathWatch)). While it is silent:
+//! [`PathWatch`]). While it is silent:
 //! - nothing is dropped for congestion: whatever the path did not deliver is resent on the
 //!   next connection, so dropping frames would only lose them;
 //! - once it has been silent for about a second (a few round trips, never less than
@@ -10,6 +10,11 @@
 //!   connection and opens fresh ones every [`RACE_EVERY`] (each a new socket with its own
 //!   SYN, not one attempt stuck in TCP's exponential SYN backoff), and continues on whichever
 //!   delivers first: the old connection acknowledging again, or a new one publishing;
+//! - a silence that outlasts the resume buffer costs its oldest frames (see `Retained`), and
+//!   the race goes on at [`RACE_EVERY_PAST_BUFFER`], still with fresh sockets: the stream
+//!   comes back about a second after the path, however long the silence. It gives up when
+//!   the reconnection schedule would have ([`ReconnectPolicy::span`](crate::session::ReconnectPolicy::span)
+//!   past the buffer);
 //! - a new connection the server refuses (the old one still holds the key, say) proves the
 //!   path is back: the old connection is dropped (its reset frees the key) and the normal
 //!   reconnection schedule takes over, from an immediate attempt;
@@ -33,6 +38,10 @@ pub(super) const DEAD_RULE: SilenceRule = SilenceRule {
 /// the stall outlasts the silence.
 pub(super) const RACE_EVERY: Duration = Duration::from_millis(250);
 
+/// How often a fresh attempt starts once the silence has outlasted the resume buffer: the
+/// stream is losing its oldest frames anyway, and an outage that long may last minutes.
+pub(super) const RACE_EVERY_PAST_BUFFER: Duration = Duration::from_secs(1);
+
 /// How long a racing attempt is kept: past its first SYN retransmission (1 s) it is only
 /// waiting in TCP's backoff, and a fresher attempt does better.
 const ATTEMPT_LIFE: Duration = Duration::from_millis(2_250);
@@ -45,6 +54,10 @@ pub(super) struct Race {
     next_open: Instant,
     /// Open attempts and when each started.
     attempts: Vec<(LinkId, Instant)>,
+    /// Attempts started in all.
+    opened: u32,
+    /// The silence has outlasted the resume buffer (attempts come slower).
+    past_buffer: bool,
 }
 
 impl Race {
@@ -83,6 +96,8 @@ impl SessionCore {
                         since: now,
                         next_open: now,
                         attempts: Vec::new(),
+                        opened: 0,
+                        past_buffer: false,
                     });
                 }
             }
@@ -110,23 +125,41 @@ impl SessionCore {
             .is_some_and(|a| matches!(a.path, PathState::Silent { .. }))
     }
 
-    /// Starts the race's next attempt and retires stale ones, when due.
-    pub(super) fn race_timeout(&mut self, now: Instant) {
-        let Some(race) = &mut self.race else { return };
+    /// Starts the race's next attempt and retires stale ones, when due; gives up once the
+    /// race has lasted the buffer's length and the reconnection schedule's span.
+    pub(super) fn race_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+        let Some(race) = &mut self.race else {
+            return Ok(());
+        };
         if now < race.next_open {
-            return;
+            return Ok(());
         }
-        if now.saturating_duration_since(race.since) > self.config.buffer.max_duration {
-            // The buffer no longer covers the outage: the normal reconnection schedule
-            // takes over (the old connection, if any, ends by its write timeout).
-            log::warn!("still no way back after the buffer's length: reconnecting on schedule");
+        let racing = now.saturating_duration_since(race.since);
+        let buffered = self.config.buffer.max_duration;
+        if racing > buffered + self.config.reconnect.span() {
+            let attempts = race.opened;
+            log::warn!(
+                "no way back after {} s of silence: giving up",
+                racing.as_secs()
+            );
             if let Some(race) = self.race.take() {
                 self.close_attempts(race);
             }
-            if self.active.is_none() && self.connecting.is_none() && self.retry.is_none() {
-                self.schedule(now, Purpose::Resume);
+            if let Some(active) = self.active.take() {
+                self.commands.push_back(Command::Close { link: active.id });
             }
-            return;
+            return Err(SessionError::GaveUp {
+                attempts,
+                last: LinkError::Stalled("the path stayed silent"),
+            });
+        }
+        if racing > buffered && !race.past_buffer {
+            race.past_buffer = true;
+            log::warn!(
+                "the silence outlasted the resume buffer ({} s): its oldest frames go; a fresh connection every {} s",
+                buffered.as_secs_f32(),
+                RACE_EVERY_PAST_BUFFER.as_secs()
+            );
         }
         let commands = &mut self.commands;
         race.attempts.retain(|&(link, opened)| {
@@ -139,9 +172,16 @@ impl SessionCore {
         let link = LinkId(self.next_link);
         self.next_link += 1;
         race.attempts.push((link, now));
-        race.next_open = now + RACE_EVERY;
+        race.opened += 1;
+        race.next_open = now
+            + if race.past_buffer {
+                RACE_EVERY_PAST_BUFFER
+            } else {
+                RACE_EVERY
+            };
         let url = self.url.clone();
         self.commands.push_back(Command::Open { link, url });
+        Ok(())
     }
 
     /// A racing attempt is publishing: the stream continues on it.
