@@ -457,3 +457,65 @@ fn quits_cleanly_after_enable(version: ObsVersion, cycles: usize) {
 fn obs_30_quits_cleanly_after_enable_20_times() {
     quits_cleanly_after_enable(ObsVersion::Trixie, 20);
 }
+
+/// `Disable` while a stream runs: libobs destroys our service only once the output using
+/// it has stopped, long after the replacement. That late destruction is the plugin's own
+/// doing, not the user replacing the service: lossless streaming must stay off (it came
+/// back on by itself, now and then, when `Disable` followed a stream's end closely).
+fn disable_while_streaming_stays_off(version: ObsVersion) {
+    version.require();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+    let ingest = runtime.block_on(Ingest::start(config)).unwrap();
+    let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    let profile = ProfileBuilder::new(version)
+        .service(rtmp_custom(&server, SCENARIO_KEY))
+        .websocket(free_port())
+        .plugin(PluginInstall::obs_goaway())
+        .build();
+    let fps = profile.fps();
+    let mut obs = profile.start(OnStart::Idle);
+    runtime.block_on(async {
+        let mut ws = obs.websocket(Duration::from_secs(30)).await.unwrap();
+        let enabled = vendor(&mut ws, "Enable", json!({})).await;
+        assert_eq!(enabled["ok"], true, "{version}: Enable: {enabled}");
+        ws.request("StartStream", Value::Null).await.unwrap();
+        wait_until_async("frames at the ingest", Duration::from_secs(30), || {
+            received(&ingest) > 2 * u64::from(fps)
+        })
+        .await;
+        let disabled = vendor(&mut ws, "Disable", json!({})).await;
+        assert_eq!(disabled["ok"], true, "{version}: Disable: {disabled}");
+        ws.request("StopStream", Value::Null).await.unwrap();
+    });
+    obs.wait_for_log("[obs-goaway] stream ended", Duration::from_secs(20));
+    obs.wait_for_log(
+        "[obs-goaway] the lossless streaming service replaced earlier is gone",
+        Duration::from_secs(10),
+    );
+    runtime.block_on(async {
+        let mut ws = obs.websocket(Duration::from_secs(30)).await.unwrap();
+        let status = vendor(&mut ws, "GetStatus", json!({})).await;
+        assert_eq!(status["enabled"], false, "{version}: {status}");
+        let now = service(&mut ws).await;
+        assert_eq!(now["streamServiceType"], "rtmp_custom", "{version}: {now}");
+    });
+    let exit = obs.stop();
+    exit.assert_clean("quitting after Disable while streaming");
+    assert!(
+        !exit.log.contains("wrapping the new"),
+        "{version}: lossless streaming came back on by itself\n{}",
+        exit.log
+    );
+    let saved = exit.profile.service_json();
+    assert_eq!(
+        saved["type"], "rtmp_custom",
+        "{version}: service.json {saved}"
+    );
+}
+
+#[test]
+fn obs_29_disable_while_streaming_stays_off() {
+    disable_while_streaming_stays_off(ObsVersion::Host);
+}

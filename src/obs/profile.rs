@@ -8,14 +8,14 @@
 use std::ffi::{c_char, c_void};
 use std::fmt;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use obs_sys::{
     config_t, obs_data_has_user_value, obs_data_set_bool, obs_data_set_int, obs_data_set_obj,
     obs_data_set_string, obs_data_unset_user_value, obs_frontend_get_profile_config,
     obs_frontend_get_streaming_service, obs_frontend_save_streaming_service,
-    obs_frontend_set_streaming_service, obs_queue_task, obs_service_create,
+    obs_frontend_set_streaming_service, obs_obj_get_data, obs_queue_task, obs_service_create,
     obs_service_get_settings, obs_service_get_type, obs_service_release,
     obs_task_type_OBS_TASK_DESTROY, obs_task_type_OBS_TASK_UI,
 };
@@ -53,8 +53,11 @@ extern "C" {
 
 /// One conversion at a time (the dialog and obs-websocket may ask at once).
 static CONVERTING: Mutex<()> = Mutex::new(());
-/// Our own replacements of the service under way: our service going away then is expected.
-static REPLACING: AtomicUsize = AtomicUsize::new(0);
+/// Our service instances the plugin replaced itself (their data, as addresses): one of them
+/// going away is expected, however late. libobs destroys a service only once the output
+/// using it has stopped, so `Disable` right after a stream ends (or during one) sees ours
+/// destroyed after the replacement is over.
+static RETIRED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 /// OBS is switching profiles or quitting: it drops the profile's service itself.
 static FRONTEND_DROPS_SERVICE: AtomicBool = AtomicBool::new(false);
 /// OBS may have set Enhanced Broadcasting up for the loaded profile. It decides that when
@@ -188,7 +191,6 @@ impl Current {
 /// as OBS's Settings and obs-websocket do.
 fn replace(id: &str, mut settings: DataObj<'static>) -> Result<(), ProfileError> {
     let id_c = c_string(id);
-    REPLACING.fetch_add(1, Ordering::AcqRel);
     // SAFETY: the frontend takes its own reference to the new service; ours is released.
     let created = unsafe {
         let service = obs_service_create(
@@ -198,17 +200,36 @@ fn replace(id: &str, mut settings: DataObj<'static>) -> Result<(), ProfileError>
             ptr::null_mut(),
         );
         if !service.is_null() {
+            retire_current();
             obs_frontend_set_streaming_service(service);
             obs_frontend_save_streaming_service();
             obs_service_release(service);
         }
         !service.is_null()
     };
-    REPLACING.fetch_sub(1, Ordering::AcqRel);
     if created {
         Ok(())
     } else {
         Err(ProfileError::CannotCreate(id.to_string()))
+    }
+}
+
+/// Notes the profile's service, if it is ours, as replaced by the plugin (see [`RETIRED`]).
+fn retire_current() {
+    // SAFETY: the frontend's service is live while it is current; its data is a `Service`
+    // when its type is ours, and only its address is kept.
+    unsafe {
+        let service = obs_frontend_get_streaming_service();
+        if service.is_null() || text(obs_service_get_type(service)) != SERVICE_ID {
+            return;
+        }
+        let data = obs_obj_get_data(service.cast());
+        if !data.is_null() {
+            RETIRED
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(data as usize);
+        }
     }
 }
 
@@ -456,7 +477,7 @@ pub(crate) fn profile_unloading() {
     MULTITRACK_SET_UP.store(false, Ordering::Release);
 }
 
-/// Our service (whose last settings are `settings`) went away. Unless we or OBS replaced
+/// Our service (`data`, whose last settings are `settings`) went away. Unless we or OBS replaced
 /// it on purpose, the user saved Settings -> Stream (or a script set another service): the
 /// new service is wrapped in turn, with our options, so lossless streaming stays on. That
 /// happens in a task on OBS's UI thread, once the frontend's own call (which is destroying
@@ -467,11 +488,17 @@ pub(crate) fn profile_unloading() {
 /// Stream saves on the UI thread, with ours still the profile's service until the frontend
 /// has dropped it: the new service was never wrapped. Queued from another thread, the UI
 /// task waits for the UI thread's current call to end.
-pub(crate) fn service_destroyed(settings: Option<DataObj<'static>>) {
-    if REPLACING.load(Ordering::Acquire) != 0
-        || FRONTEND_DROPS_SERVICE.load(Ordering::Acquire)
-        || wrapped::is_quitting()
-    {
+pub(crate) fn service_destroyed(data: *mut c_void, settings: Option<DataObj<'static>>) {
+    let retired = {
+        let mut retired = RETIRED.lock().unwrap_or_else(PoisonError::into_inner);
+        let index = retired.iter().position(|&address| address == data as usize);
+        index.map(|index| retired.swap_remove(index)).is_some()
+    };
+    if retired {
+        log::info!("the lossless streaming service replaced earlier is gone");
+        return;
+    }
+    if FRONTEND_DROPS_SERVICE.load(Ordering::Acquire) || wrapped::is_quitting() {
         return;
     }
     let options = settings.and_then(|s| s.get_json()).unwrap_or_default();

@@ -130,9 +130,9 @@ unsafe extern "C" fn destroy(data: *mut c_void) {
     guard("service destroy", (), || {
         if !data.is_null() {
             let mut service = Box::from_raw(data.cast::<Service>());
-            let settings = service.settings.take();
+            // While `data` is still allocated: no other service can have its address yet.
+            profile::service_destroyed(data, service.settings.take());
             drop(service);
-            profile::service_destroyed(settings);
         }
     })
 }
