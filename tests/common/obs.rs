@@ -67,6 +67,8 @@ const SCENES_LOADED: &str = "Loaded scenes:";
 /// in the sid root once stalled over 25 s while loading its modules on a loaded machine
 /// (the same package then streamed when run again).
 const STARTUP_LIMIT: Duration = Duration::from_secs(120);
+/// How long Xvfb may take to listen (a loaded machine, a chroot's cold libraries).
+const XVFB_STARTUP_LIMIT: Duration = Duration::from_secs(60);
 /// How long to wait for the OBS lock before failing (another run holds it).
 const LOCK_TIMEOUT_SECS: u32 = 900;
 
@@ -1107,16 +1109,23 @@ impl Xvfb {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let display = rx
-            .recv_timeout(Duration::from_secs(15))
-            .ok()
-            .and_then(|line| line.trim().parse().ok());
+        // Its display number, once it listens: seconds on a loaded machine (it compiles its
+        // keymap with xkbcomp first), at once if it fails.
+        let line = rx.recv_timeout(XVFB_STARTUP_LIMIT);
+        let display = line.as_ref().ok().and_then(|line| line.trim().parse().ok());
         let Some(display) = display else {
+            let exited = child.try_wait().ok().flatten();
             let _ = child.kill();
             let _ = child.wait();
             let mut errors = String::new();
             let _ = stderr.read_to_string(&mut errors);
-            panic!("Xvfb did not come up: {errors}");
+            match (exited, line) {
+                (Some(status), _) => panic!("Xvfb exited ({status}) before it listened: {errors}"),
+                (None, Ok(line)) => panic!("Xvfb printed {line:?}, not its display: {errors}"),
+                (None, Err(_)) => {
+                    panic!("Xvfb did not listen within {XVFB_STARTUP_LIMIT:?} (killed): {errors}")
+                }
+            }
         };
         // Xvfb logs to stderr; drain it so that it never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
