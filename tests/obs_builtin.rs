@@ -7,29 +7,25 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::obs::{
-    authenticating_ingest, ingest_runtime as runtime, received, rtmp_custom, run_outage_scenario,
-    with_auth, ObsVersion, OnStart, PluginInstall, ProfileBuilder, ScenarioOutcome, AUTH_PASSWORD,
-    SCENARIO_KEY,
+    authenticating_ingest, ingest_runtime as runtime, loopback_ingest, received, rtmp_custom,
+    run_outage_scenario, with_auth, ObsVersion, OnStart, PluginInstall, ProfileBuilder,
+    ScenarioOutcome, AUTH_PASSWORD, SCENARIO_KEY,
 };
 use common::{
     ffprobe_decoded_frames, frame_counts, free_port, read_flv, wait_until, within,
     AUDIO_FRAMES_PER_SECOND,
 };
-use obs_goaway::ingest::{Ingest, IngestConfig};
 
 /// OBS streams ~8 s to the ingest with rtmp_custom; the recording is complete and decodes.
 fn streams_to_the_reference_ingest(version: ObsVersion) {
     version.require();
     let runtime = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
-    let ingest = runtime.block_on(Ingest::start(config)).unwrap();
-    let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    let (ingest, server) = loopback_ingest(&runtime, dir.path());
     let profile = ProfileBuilder::new(version)
         .service(rtmp_custom(&server, SCENARIO_KEY))
         .build();

@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::obs::{
-    authenticating_ingest, run_outage_scenario, run_scenario, with_auth, ObsVersion, OnStart,
-    PluginInstall, ProfileBuilder, ScenarioOutcome, ScenarioTimes, AUTH_PASSWORD, SCENARIO_KEY,
+    authenticating_ingest, loopback_ingest, run_outage_scenario, run_scenario, with_auth,
+    ObsVersion, OnStart, PluginInstall, ProfileBuilder, ScenarioOutcome, ScenarioTimes,
+    AUTH_PASSWORD, SCENARIO_KEY,
 };
 use common::{ffprobe_decoded_frames, free_port, throttled_relay, wait_until, within};
 use obs_goaway::ingest::{Ingest, IngestConfig, SignalKind};
@@ -662,9 +663,7 @@ fn encoder_failure_ends_the_stream(version: ObsVersion) {
     version.require();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
-    let ingest = runtime.block_on(Ingest::start(config)).unwrap();
-    let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    let (_ingest, server) = loopback_ingest(&runtime, dir.path());
     let profile = ProfileBuilder::new(version)
         .service(goaway_service(&server))
         .plugin(PluginInstall::obs_goaway())
@@ -709,9 +708,7 @@ fn giving_up_stops_the_stream_once(version: ObsVersion) {
     version.require();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
-    let ingest = runtime.block_on(Ingest::start(config)).unwrap();
-    let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    let (ingest, server) = loopback_ingest(&runtime, dir.path());
     let mut service = goaway_service(&server);
     service["settings"]["goaway_max_retries"] = json!(2);
     let profile = ProfileBuilder::new(version)

@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::obs::{
-    received, rtmp_custom, ObsVersion, ObsWebSocket, OnStart, PluginInstall, ProfileBuilder,
-    SCENARIO_KEY,
+    loopback_ingest, received, rtmp_custom, ObsVersion, ObsWebSocket, OnStart, PluginInstall,
+    ProfileBuilder, SCENARIO_KEY,
 };
 use common::{free_port, read_flv, wait_until_async, AUDIO_FRAMES_PER_SECOND};
 use obs_goaway::ingest::{Ingest, IngestConfig};
@@ -466,9 +466,7 @@ fn disable_while_streaming_stays_off(version: ObsVersion) {
     version.require();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
-    let ingest = runtime.block_on(Ingest::start(config)).unwrap();
-    let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    let (ingest, server) = loopback_ingest(&runtime, dir.path());
     let profile = ProfileBuilder::new(version)
         .service(rtmp_custom(&server, SCENARIO_KEY))
         .websocket(free_port())

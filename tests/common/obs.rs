@@ -762,6 +762,15 @@ pub fn with_auth(mut service: Value, password: &str) -> Value {
     service
 }
 
+/// The reference ingest on a free loopback port, recording into `dir`, and the server URL
+/// (`rtmp://ADDR/live`) a profile streams to.
+pub fn loopback_ingest(runtime: &tokio::runtime::Runtime, dir: &Path) -> (Ingest, String) {
+    let config = IngestConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir.into());
+    let ingest = runtime.block_on(Ingest::start(config)).unwrap();
+    let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    (ingest, server)
+}
+
 /// A reference ingest on a free loopback port, recording into `dir`, that accepts only
 /// publishers authenticating (adobe) as [`AUTH_USER`] with [`AUTH_PASSWORD`].
 pub fn authenticating_ingest(runtime: &tokio::runtime::Runtime, dir: &Path) -> Ingest {
