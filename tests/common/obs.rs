@@ -1372,9 +1372,8 @@ impl ObsRun {
         Ok(socket)
     }
 
-    /// Closes OBS's windows until it starts shutting down. OBS 29 on Xvfb ignores about one
-    /// close request in ten while its main loop sits idle (seen with gdb; not explained): a
-    /// user clicks again, and so does this, every 2 s.
+    /// Closes OBS's windows until it starts shutting down, asking again every 2 s as a user
+    /// clicks again when nothing happens.
     fn close_windows(&mut self) -> QuitRequest {
         let mut requests = 0;
         let deadline = Instant::now() + STOP_TIMEOUT;
@@ -1429,6 +1428,7 @@ impl ObsRun {
         let mut killed = false;
         let mut quit = QuitRequest::Signal;
         let mut hung_stacks = None;
+        let mut hung_windows = None;
         let status = match self.child.try_wait() {
             Ok(Some(status)) => status,
             _ => {
@@ -1440,6 +1440,12 @@ impl ObsRun {
                 self.wait_exit(STOP_TIMEOUT).unwrap_or_else(|| {
                     killed = true;
                     hung_stacks = thread_stacks(self.child.id());
+                    if quit != QuitRequest::Signal {
+                        hung_windows = Some(
+                            super::x11::describe_windows(self.display())
+                                .unwrap_or_else(|why| format!("could not list them: {why}\n")),
+                        );
+                    }
                     let _ = self.child.kill();
                     self.child.wait().expect("waiting for OBS")
                 })
@@ -1450,6 +1456,12 @@ impl ObsRun {
             let _ = reader.join();
         }
         let mut log = self.log();
+        if let Some(windows) = hung_windows {
+            log.push_str(
+                "\n==== OBS's X windows when it was killed (top of the stack last) ====\n",
+            );
+            log.push_str(&windows);
+        }
         if let Some(stacks) = hung_stacks {
             log.push_str("\n==== OBS's threads when it was killed (gdb) ====\n");
             log.push_str(&stacks);

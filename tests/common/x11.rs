@@ -25,6 +25,49 @@ pub fn close_application(display: u32, main_title: &str) -> Result<(), String> {
     x.close(main).map_err(|e| e.to_string())
 }
 
+/// One line per top-level window on `display` (id, map state, whether it takes the close
+/// request, the window it is transient for, its `_NET_WM_STATE`, its title): what a quit
+/// that was ignored leaves for the reader to explain it.
+pub fn describe_windows(display: u32) -> Result<String, String> {
+    let (conn, screen) = x11rb::connect(Some(&format!(":{display}")))
+        .map_err(|e| format!("display :{display}: {e}"))?;
+    let x = X::new(conn, screen).map_err(|e| format!("display :{display}: {e}"))?;
+    let mut lines = String::new();
+    for window in x.top_level().map_err(|e| e.to_string())? {
+        let title = x.title(window);
+        let viewable = if x.viewable(window) {
+            "viewable"
+        } else {
+            "unmapped"
+        };
+        let close = if x.accepts_close(window) {
+            "takes close"
+        } else {
+            "no close"
+        };
+        let transient = x
+            .window_property(
+                window,
+                AtomEnum::WM_TRANSIENT_FOR.into(),
+                AtomEnum::WINDOW.into(),
+            )
+            .first()
+            .map_or(String::new(), |parent| {
+                format!(" transient for {parent:#x}")
+            });
+        let states: Vec<String> = x
+            .window_property(window, x.net_wm_state, AtomEnum::ATOM.into())
+            .into_iter()
+            .map(|atom| x.atom_name(atom))
+            .collect();
+        lines.push_str(&format!(
+            "{window:#x} {viewable}, {close}{transient} [{}] \"{title}\"\n",
+            states.join(" ")
+        ));
+    }
+    Ok(lines)
+}
+
 /// Sends the close request to every viewable top-level window on `display` that accepts it
 /// except the one whose title contains `main_title`: the dialogs an application opens while
 /// it quits (a message box waiting for its OK holds the quit up).
@@ -61,6 +104,7 @@ struct X {
     protocols: u32,
     delete: u32,
     net_wm_name: u32,
+    net_wm_state: u32,
 }
 
 impl X {
@@ -73,6 +117,7 @@ impl X {
             protocols: atom("WM_PROTOCOLS")?,
             delete: atom("WM_DELETE_WINDOW")?,
             net_wm_name: atom("_NET_WM_NAME")?,
+            net_wm_state: atom("_NET_WM_STATE")?,
             conn,
         })
     }
@@ -98,17 +143,30 @@ impl X {
             .unwrap_or_default()
     }
 
-    fn accepts_close(&self, window: Window) -> bool {
+    /// A 32-bit list property (atoms, windows); empty when absent or unreadable.
+    fn window_property(&self, window: Window, name: u32, kind: u32) -> Vec<u32> {
         self.conn
-            .get_property(false, window, self.protocols, AtomEnum::ATOM, 0, 64)
+            .get_property(false, window, name, kind, 0, 64)
             .ok()
             .and_then(|cookie| cookie.reply().ok())
-            .and_then(|reply| {
-                reply
-                    .value32()
-                    .map(|mut atoms| atoms.any(|a| a == self.delete))
-            })
-            .unwrap_or(false)
+            .and_then(|reply| reply.value32().map(Iterator::collect))
+            .unwrap_or_default()
+    }
+
+    fn atom_name(&self, atom: u32) -> String {
+        self.conn
+            .get_atom_name(atom)
+            .ok()
+            .and_then(|cookie| cookie.reply().ok())
+            .map_or_else(
+                || atom.to_string(),
+                |reply| String::from_utf8_lossy(&reply.name).into_owned(),
+            )
+    }
+
+    fn accepts_close(&self, window: Window) -> bool {
+        self.window_property(window, self.protocols, AtomEnum::ATOM.into())
+            .contains(&self.delete)
     }
 
     fn viewable(&self, window: Window) -> bool {
@@ -119,6 +177,9 @@ impl X {
             .is_some_and(|attributes| attributes.map_state == MapState::VIEWABLE)
     }
 
+    /// Sends the close request and waits until the server has handled it: requests still
+    /// unread when a client disconnects are dropped, and this connection closes right after
+    /// (a flush alone lost about one close request in three on Xvfb).
     fn close(&self, window: Window) -> XResult<()> {
         let request = ClientMessageEvent::new(
             32,
@@ -128,7 +189,7 @@ impl X {
         );
         self.conn
             .send_event(false, window, EventMask::NO_EVENT, request)?;
-        self.conn.flush()?;
+        self.conn.get_input_focus()?.reply()?;
         Ok(())
     }
 }
