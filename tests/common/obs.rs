@@ -63,6 +63,8 @@ const MAIN_WINDOW: &str = " - Profile: ";
 /// (and before its main window exists), OBS crashed or hung about half the time:
 /// [`ObsRun::stop`] waits for both.
 const SCENES_LOADED: &str = "Loaded scenes:";
+/// How long OBS 29's event loop may take to first answer a ping before it is quit anyway.
+const EVENT_LOOP_LIMIT: Duration = Duration::from_secs(30);
 /// How long OBS may take to load its modules and scenes. Usually a few seconds; OBS 32.2.2
 /// in the sid root once stalled over 25 s while loading its modules on a loaded machine
 /// (the same package then streamed when run again).
@@ -1433,6 +1435,13 @@ impl ObsRun {
             Ok(Some(status)) => status,
             _ => {
                 if self.version() == ObsVersion::Host {
+                    if let Err(why) = super::x11::wait_for_event_loop(
+                        self.display(),
+                        MAIN_WINDOW,
+                        EVENT_LOOP_LIMIT,
+                    ) {
+                        eprintln!("{}: quitting anyway: {why}", self.version());
+                    }
                     quit = self.close_windows();
                 } else {
                     send_signal(self.child.id(), "INT");
