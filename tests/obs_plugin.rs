@@ -329,12 +329,7 @@ fn start_stream_quit_cycles(version: ObsVersion, cycles: usize) {
     version.require();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = IngestConfig::new(
-        SocketAddr::from(([127, 0, 0, 1], free_port())),
-        dir.path().into(),
-    );
-    let ingest = runtime.block_on(Ingest::start(config)).unwrap();
-    let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    let (ingest, server) = loopback_ingest(&runtime, dir.path());
     let received = || {
         ingest
             .stats()

@@ -307,13 +307,7 @@ fn enable_with_enhanced_broadcasting(version: ObsVersion) {
     version.require();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let ingest = runtime
-        .block_on(Ingest::start(IngestConfig::new(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            dir.path().join("ingest"),
-        )))
-        .unwrap();
-    let server = format!("rtmp://{}/live", ingest.local_addrs()[0]);
+    let (ingest, server) = loopback_ingest(&runtime, &dir.path().join("ingest"));
     let profile = ProfileBuilder::new(version)
         .service(rtmp_custom(&server, SCENARIO_KEY))
         .basic_ini("Stream1", "EnableMultitrackVideo", "true")
